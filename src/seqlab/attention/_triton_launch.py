@@ -1,0 +1,165 @@
+"""Host-side launchers for the Triton attention kernels: tile configs, strides, grids.
+
+All functions take either the padded layout (``cu_q is None``): q (B, Nq, H, D), k/v (B, Nk, Hk, D),
+log-sum-exp (B, H, Nq); or the varlen layout: q (total_q, H, D), k/v (total_k, Hk, D), int32
+``cu_q``/``cu_k`` (B + 1,), log-sum-exp (H, total_q).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+from . import _triton_kernels as kern
+
+# Tests may shrink tiles so that small shapes still cover several blocks and ragged edges.
+_INTERPRET_BLOCKS = (32, 32)
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _block_d(headdim: int) -> int:
+    return max(16, triton.next_power_of_2(headdim))
+
+
+def fwd_config(headdim: int, dtype: torch.dtype) -> dict:
+    """Tile sizes and launch parameters of the forward kernel."""
+    if interpreting():
+        bm, bn = _INTERPRET_BLOCKS
+        return dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=4, num_stages=1)
+    big = dtype == torch.float32
+    if headdim <= 64:
+        return dict(BLOCK_M=128, BLOCK_N=64 if not big else 32, num_warps=4, num_stages=3)
+    if headdim <= 128:
+        return dict(BLOCK_M=128, BLOCK_N=64 if not big else 32, num_warps=8, num_stages=3)
+    return dict(BLOCK_M=64, BLOCK_N=64 if not big else 32, num_warps=8, num_stages=2)
+
+
+def bwd_config(headdim: int, dtype: torch.dtype) -> tuple[dict, dict]:
+    """(dk/dv kernel config, dq kernel config)."""
+    if interpreting():
+        bm, bn = _INTERPRET_BLOCKS
+        c = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=4, num_stages=1)
+        return c, dict(c)
+    big = dtype == torch.float32
+    if headdim <= 64:
+        return (dict(BLOCK_M=64, BLOCK_N=128 if not big else 64, num_warps=8, num_stages=2),
+                dict(BLOCK_M=128 if not big else 64, BLOCK_N=64, num_warps=8, num_stages=2))
+    if headdim <= 128:
+        return (dict(BLOCK_M=64, BLOCK_N=64 if not big else 32, num_warps=8, num_stages=2),
+                dict(BLOCK_M=64, BLOCK_N=64 if not big else 32, num_warps=8, num_stages=2))
+    return (dict(BLOCK_M=32, BLOCK_N=32, num_warps=8, num_stages=1),
+            dict(BLOCK_M=32, BLOCK_N=32, num_warps=8, num_stages=1))
+
+
+def _rowmajor(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _strides3(t: torch.Tensor, varlen: bool) -> tuple[int, int, int]:
+    """(batch, token, head) strides; the varlen layout has no batch stride."""
+    if varlen:
+        return 0, t.stride(0), t.stride(1)
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def _flags(q, seqlen_k, cfg_n, wl, wr, alibi, dropout_p, varlen):
+    return dict(
+        IS_VARLEN=varlen,
+        HAS_LEFT=wl >= 0,
+        HAS_RIGHT=wr >= 0,
+        HAS_ALIBI=alibi is not None,
+        HAS_DROPOUT=dropout_p > 0.0,
+        MASK_N=varlen or (seqlen_k % cfg_n != 0),
+        UPCAST=interpreting() and q.dtype != torch.float32,
+        DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
+    )
+
+
+def _dims(q, k, cu_q, max_q, max_k):
+    varlen = cu_q is not None
+    if varlen:
+        return varlen, cu_q.numel() - 1, q.shape[1], k.shape[1], q.shape[-1], max_q, max_k
+    return varlen, q.shape[0], q.shape[2], k.shape[2], q.shape[-1], q.shape[1], k.shape[1]
+
+
+def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs):
+    """Returns out (q's shape and dtype), lse (fp32), probs ((B, H, max_q, max_k) fp32 or empty)."""
+    q, k, v = _rowmajor(q), _rowmajor(k), _rowmajor(v)
+    varlen, batch, nheads, nheads_k, d, seqlen_q, seqlen_k = _dims(q, k, cu_q, max_q, max_k)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    if varlen:
+        lse = torch.empty(nheads, q.shape[0], dtype=torch.float32, device=q.device)
+        slb, slh = 0, lse.stride(0)
+    else:
+        lse = torch.empty(batch, nheads, seqlen_q, dtype=torch.float32, device=q.device)
+        slb, slh = lse.stride(0), lse.stride(1)
+    if return_probs:
+        probs = torch.zeros(batch, nheads, seqlen_q, seqlen_k, dtype=torch.float32, device=q.device)
+        spb, sph, spm = probs.stride(0), probs.stride(1), probs.stride(2)
+    else:
+        probs = torch.empty(0, dtype=torch.float32, device=q.device)
+        spb = sph = spm = 0
+    if out.numel() == 0 or seqlen_q == 0:
+        return out, lse.fill_(float("-inf")), probs
+    cfg = fwd_config(d, q.dtype)
+    bm, bn = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N")
+    dummy = lse
+    grid = (triton.cdiv(seqlen_q, bm), batch, nheads)
+    kern._attn_fwd[grid](
+        q, k, v, out, lse, probs, seed if seed is not None else dummy,
+        alibi if alibi is not None else dummy,
+        cu_q if varlen else dummy, cu_k if varlen else dummy,
+        *_strides3(q, varlen), *_strides3(k, varlen), *_strides3(v, varlen), *_strides3(out, varlen),
+        slb, slh, spb, sph, spm,
+        alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0,
+        nheads, nheads // nheads_k, seqlen_q, seqlen_k,
+        scale * kern.LOG2E, dropout_p, wl, wr,
+        HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
+        RETURN_P=return_probs,
+        **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen),
+        **cfg,
+    )
+    return out, lse, probs
+
+
+def triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed):
+    """Returns dq, dk, dv with the shapes and dtypes of q, k, v."""
+    q, k, v, dout, out = (_rowmajor(t) for t in (q, k, v, dout, out))
+    varlen, batch, nheads, nheads_k, d, seqlen_q, seqlen_k = _dims(q, k, cu_q, max_q, max_k)
+    # delta_i = rowsum(dO_i * O_i), stored in the log-sum-exp layout.
+    delta = (dout.float() * out.float()).sum(-1)
+    delta = delta.t().contiguous() if varlen else delta.permute(0, 2, 1).contiguous()
+    slb, slh = (0, lse.stride(0)) if varlen else (lse.stride(0), lse.stride(1))
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    if q.numel() == 0 or k.numel() == 0:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    cfg_kv, cfg_q = bwd_config(d, q.dtype)
+    dummy = delta
+    common = (seed if seed is not None else dummy, alibi if alibi is not None else dummy,
+              cu_q if varlen else dummy, cu_k if varlen else dummy)
+    strides_in = (*_strides3(q, varlen), *_strides3(k, varlen), *_strides3(v, varlen), *_strides3(dout, varlen))
+    sab = alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0
+    scalars = (nheads, nheads // nheads_k, seqlen_q, seqlen_k, scale * kern.LOG2E, scale, dropout_p, wl, wr)
+
+    bm, bn = cfg_kv.pop("BLOCK_M"), cfg_kv.pop("BLOCK_N")
+    kern._attn_bwd_dkdv[(triton.cdiv(seqlen_k, bn), batch, nheads_k)](
+        q, k, v, dout, lse, delta, dk, dv, *common,
+        *strides_in, *_strides3(dk, varlen), *_strides3(dv, varlen), slb, slh, sab, *scalars,
+        HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
+        **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg_kv,
+    )
+    bm, bn = cfg_q.pop("BLOCK_M"), cfg_q.pop("BLOCK_N")
+    kern._attn_bwd_dq[(triton.cdiv(seqlen_q, bm), batch, nheads)](
+        q, k, v, dout, lse, delta, dq, *common,
+        *strides_in, *_strides3(dq, varlen), slb, slh, sab, *scalars,
+        HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
+        **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg_q,
+    )
+    return dq, dk, dv
