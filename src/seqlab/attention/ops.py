@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -51,7 +52,7 @@ def use_triton(t: Tensor) -> bool:
     return t.is_cuda or (_interpreting() and t.device.type == "cpu")
 
 
-def _alibi_row(alibi: Tensor | None, b: int) -> Tensor | None:
+def _alibi_row(alibi: Optional[Tensor], b: int) -> Optional[Tensor]:
     if alibi is None:
         return None
     return alibi[b : b + 1] if alibi.shape[0] > 1 else alibi
@@ -100,9 +101,9 @@ def _torch_bwd_any(dout, q, k, v, out, lse, cu_q, cu_k, scale, wl, wr, alibi, dr
 
 @torch.library.custom_op("seqlab::flash_fwd", mutates_args=())
 def flash_fwd(
-    q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Tensor | None, cu_seqlens_k: Tensor | None,
+    q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor], cu_seqlens_k: Optional[Tensor],
     max_seqlen_q: int, max_seqlen_k: int, softmax_scale: float, window_left: int, window_right: int,
-    alibi_slopes: Tensor | None, dropout_p: float, seed: Tensor | None, return_probs: bool,
+    alibi_slopes: Optional[Tensor], dropout_p: float, seed: Optional[Tensor], return_probs: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Forward attention on validated inputs; returns (out, lse, probs).
 
@@ -136,9 +137,9 @@ def _flash_fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqle
 @torch.library.custom_op("seqlab::flash_bwd", mutates_args=())
 def flash_bwd(
     dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
-    cu_seqlens_q: Tensor | None, cu_seqlens_k: Tensor | None, max_seqlen_q: int, max_seqlen_k: int,
-    softmax_scale: float, window_left: int, window_right: int, alibi_slopes: Tensor | None,
-    dropout_p: float, seed: Tensor | None,
+    cu_seqlens_q: Optional[Tensor], cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int,
+    softmax_scale: float, window_left: int, window_right: int, alibi_slopes: Optional[Tensor],
+    dropout_p: float, seed: Optional[Tensor],
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients (dq, dk, dv) of ``flash_fwd``; recomputes scores from the saved log-sum-exp."""
     if use_triton(q):

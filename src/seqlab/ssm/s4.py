@@ -385,16 +385,19 @@ class S4(nn.Module):
             raise ValueError("state is not defined for a bidirectional S4 layer")
         if state is not None:
             self._check_state(state, Bsz)
+        out_dtype = u.dtype
+        if u.dtype in (torch.float16, torch.bfloat16):
+            u = u.float()  # FFTs of arbitrary length need float32 (e.g. under autocast)
         k = self.kernel_dropout(self.kernel(L)).to(u.dtype)
         y = fft_conv(u, k, bidirectional=self.bidirectional)  # (B, c, H, L)
-        y = y + self.D[None, :, :, None] * u[:, None]
+        y = y + self.D[None, :, :, None].to(u.dtype) * u[:, None]
         next_state = None
         if state is not None:
             y = y + self._state_response(state, L)
         if want_state:
             s0 = state if state is not None else self.default_state(Bsz, device=u.device)
             next_state = self._final_state(u, s0)
-        y = y.reshape(Bsz, -1, L)
+        y = y.reshape(Bsz, -1, L).to(out_dtype)
         if not self.transposed:
             y = y.transpose(1, 2)
         return y, next_state
