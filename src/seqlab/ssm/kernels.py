@@ -124,8 +124,9 @@ if HAS_TRITON:
             dr = zr[None, :] - wr[:, None]
             di = zi[None, :] - wi[:, None]
             # padded lanes get a unit denominator (no inf) and are zeroed afterwards
-            den = tl.where(mask_n[:, None], dr * dr + di * di, 1.0)
-            inv = tl.where(mask_n[:, None], 1.0 / den, 0.0)
+            valid = mask_n[:, None] & mask_l[None, :]
+            den = tl.where(valid, dr * dr + di * di, 1.0)
+            inv = tl.where(valid, 1.0 / den, 0.0)
             # v / d = v * conj(d) / |d|^2
             tr = (vr[:, None] * dr + vi[:, None] * di) * inv
             ti = (vi[:, None] * dr - vr[:, None] * di) * inv
@@ -157,8 +158,9 @@ if HAS_TRITON:
             zi = tl.load(Z + 2 * offs_l + 1, mask=mask_l, other=1.0)
             dr = zr[None, :] - wr[:, None]
             di = zi[None, :] - wi[:, None]
-            den = tl.where(mask_l[None, :], dr * dr + di * di, 1.0)
-            inv = tl.where(mask_l[None, :], 1.0 / den, 0.0)
+            valid = mask_n[:, None] & mask_l[None, :]
+            den = tl.where(valid, dr * dr + di * di, 1.0)
+            inv = tl.where(valid, 1.0 / den, 0.0)
             # e = d / |d|^2 ;  e^2 = d^2 / |d|^4
             er = dr * inv
             ei = di * inv
