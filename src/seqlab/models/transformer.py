@@ -50,7 +50,9 @@ class MathAttention(nn.Module):
             s = s.masked_fill(~mask, float("-inf"))
         if key_padding_mask is not None:
             s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-        p = torch.softmax(s.float(), dim=-1).to(q.dtype)
+        # half-precision scores are normalised in float32, as fused kernels do
+        low = s.dtype in (torch.float16, torch.bfloat16)
+        p = torch.softmax(s.float() if low else s, dim=-1).to(q.dtype)
         if self.training and self.dropout > 0:
             p = F.dropout(p, self.dropout)
         o = (p @ v).transpose(1, 2).reshape(B, Lq, self.embed_dim)

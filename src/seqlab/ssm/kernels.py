@@ -12,6 +12,8 @@ type, so complex tensors travel as interleaved (real, imag) pairs (``torch.view_
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 try:  # triton is optional on CPU-only installs
@@ -31,6 +33,7 @@ __all__ = [
     "vandermonde",
     "fft_conv",
     "HAS_TRITON",
+    "triton_available",
 ]
 
 
@@ -235,9 +238,21 @@ def _blocks(N, L):
     return bn, bl
 
 
-def _require_triton():
+def triton_available(device) -> bool:
+    """True if the Triton kernels can run on ``device`` (CUDA, or CPU under ``TRITON_INTERPRET=1``)."""
     if not HAS_TRITON:
-        raise RuntimeError("triton is not installed; use impl='naive'")
+        return False
+    if torch.device(device).type == "cuda":
+        return True
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _require_triton(t):
+    if not triton_available(t.device):
+        raise RuntimeError(
+            f"the Triton kernels cannot run on {t.device} here (triton missing, or CPU tensors without "
+            "TRITON_INTERPRET=1 set before triton was imported); use impl='naive'"
+        )
 
 
 class _CauchyFn(torch.autograd.Function):
@@ -323,7 +338,7 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, impl: str = "trito
     if impl != "triton":
         raise ValueError(f"impl must be 'triton' or 'naive', got {impl!r}")
     _check_cauchy(v, z, w)
-    _require_triton()
+    _require_triton(v)
     return _CauchyFn.apply(v, z, w)
 
 
@@ -337,7 +352,7 @@ def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, impl: str = "triton") 
     if impl != "triton":
         raise ValueError(f"impl must be 'triton' or 'naive', got {impl!r}")
     _check_vandermonde(v, x, L)
-    _require_triton()
+    _require_triton(v)
     return _VandermondeFn.apply(v, x, L)
 
 

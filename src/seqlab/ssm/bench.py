@@ -1,0 +1,522 @@
+"""S4 benchmark suite (``seqlab s4 bench`` / ``benchmarks/s4.py``).
+
+Sections (each row is a dict; every skipped or out-of-memory measurement is recorded as such):
+
+* ``kernel``: kernel generation K = S4.kernel(L) forward+backward, naive PyTorch vs Triton, S4 (NPLR,
+  Cauchy) and S4D (Vandermonde), H=256, N=64, L = 1k..64k: median time and peak memory.
+* ``layer``: one S4 layer forward+backward against L.
+* ``table3``: the paper's efficiency table redone: parameter-matched 4-layer H=256 models (S4,
+  Transformer with seqlab FlashAttention, Transformer with math attention), training step
+  (forward, backward, AdamW) under bf16 autocast at L = 1k, 4k, 16k, 64k: time and peak memory.
+* ``generation``: greedy generation tokens/s of a 6-layer S4 LM in step mode (the step loop replayed
+  as a CUDA graph on GPU) vs recomputing the convolutional forward over the whole context per token.
+
+Timing: CUDA events (or perf_counter with synchronisation), warm-up first, median of repeats.
+Memory: ``torch.cuda.max_memory_allocated`` above the allocation at the start of the measurement.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+import torch
+
+from .blocks import SequenceModel
+from .kernels import triton_available
+from .s4 import S4
+
+KB = 1024
+
+
+class _Budget:
+    """Wall-clock budget: sections check ``left()`` and record skips instead of running over."""
+
+    def __init__(self, seconds: float):
+        self.t0, self.seconds = time.perf_counter(), seconds
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.t0)
+
+
+def _sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _time_ms(fn, device, warmup=2, reps=5, max_s=5.0):
+    """Median milliseconds of ``fn()`` over ``reps`` runs (fewer if one run is slow)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    t_start = time.perf_counter()
+    for _ in range(reps):
+        if device.startswith("cuda"):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            times.append(a.elapsed_time(b))
+        else:
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1e3)
+        if time.perf_counter() - t_start > max_s:
+            break
+    return statistics.median(times), len(times)
+
+
+def _peak_mb(fn, device):
+    """Peak extra device memory (MiB) while running ``fn`` once (None on CPU)."""
+    if not device.startswith("cuda"):
+        fn()
+        return None
+    _sync(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    _sync(device)
+    return (torch.cuda.max_memory_allocated() - base) / KB / KB
+
+
+def _is_oom(exc) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _measure(fn, device, reps=5, max_s=5.0):
+    """{'ms', 'reps', 'peak_mib'} or {'status': 'oom'}."""
+    try:
+        mem = _peak_mb(fn, device)
+        ms, n = _time_ms(fn, device, warmup=1, reps=reps, max_s=max_s)
+        return {"status": "ok", "ms": ms, "reps": n, "peak_mib": mem}
+    except (RuntimeError, torch.OutOfMemoryError) as exc:
+        if not _is_oom(exc):
+            raise
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        return {"status": "oom", "error": str(exc).splitlines()[0][:200]}
+
+
+def _rel(a, b):
+    return float(torch.linalg.norm((a - b).double()) / torch.linalg.norm(b.double()))
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+
+def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
+    """Kernel generation (forward + backward of S4.kernel(L)), naive vs Triton, NPLR and diag."""
+    rows = []
+    impls = ["naive", "triton"] if triton_available(device) else ["naive"]
+    for mode in ("nplr", "diag"):
+        torch.manual_seed(0)
+        layers = {impl: S4(H, d_state=N, mode=mode, kernel_impl=impl).to(device) for impl in impls}
+        for impl in impls[1:]:
+            layers[impl].load_state_dict(layers[impls[0]].state_dict())
+        for L in lengths:
+            for impl in impls:
+                row = {"section": "kernel", "mode": mode, "impl": impl, "H": H, "N": N, "L": L}
+                if budget is not None and budget.left() < 0:
+                    rows.append({**row, "status": "skipped (time budget)"})
+                    continue
+                layer = layers[impl]
+                layer.kernel(L)  # fix the kernel length (NPLR re-expresses C~ once) outside the timing
+
+                def run(layer=layer, L=L):
+                    layer.zero_grad(set_to_none=True)
+                    k = layer.kernel(L)
+                    k.square().sum().backward()
+
+                def fwd(layer=layer, L=L):
+                    with torch.no_grad():
+                        layer.kernel(L)
+
+                res = _measure(run, device)
+                if res["status"] == "ok":
+                    res["fwd_ms"] = _time_ms(fwd, device, warmup=1, reps=5)[0]
+                rows.append({**row, **res})
+                if progress:
+                    progress.update(1)
+        # correctness on the device: Triton vs naive at a moderate length
+        if "triton" in layers:
+            Lc = min(lengths[0], 2048)
+            with torch.no_grad():
+                a, b = layers["triton"].kernel(Lc), layers["naive"].kernel(Lc)
+            rows.append({"section": "kernel_check", "mode": mode, "L": Lc, "rel_err": _rel(a, b)})
+    return rows
+
+
+def bench_layer(device, lengths, H=256, N=64, batch=4, budget=None, progress=None):
+    """One S4 layer (default kernel path) forward + backward against L."""
+    rows = []
+    for mode in ("nplr", "diag"):
+        torch.manual_seed(0)
+        layer = S4(H, d_state=N, mode=mode).to(device)
+        for L in lengths:
+            row = {"section": "layer", "mode": mode, "impl": layer._impl(layer.log_dt), "H": H, "N": N,
+                   "L": L, "batch": batch}
+            if budget is not None and budget.left() < 0:
+                rows.append({**row, "status": "skipped (time budget)"})
+                continue
+            x = torch.randn(batch, L, H, device=device, requires_grad=True)
+
+            def run(layer=layer, x=x):
+                layer.zero_grad(set_to_none=True)
+                y, _ = layer(x)
+                y.square().mean().backward()
+
+            rows.append({**row, **_measure(run, device)})
+            if progress:
+                progress.update(1)
+    return rows
+
+
+def _models(H=256, n_layers=4, N=64, vocab=256, attn_available=True):
+    from seqlab.models.transformer import Transformer, transformer_ff_for_params
+
+    s4 = SequenceModel(0, vocab, d_model=H, n_layers=n_layers, vocab_size=vocab, d_state=N, ff_expand=2)
+    n_s4 = sum(p.numel() for p in s4.parameters())
+    d_ff = transformer_ff_for_params(n_s4, 0, vocab, H, n_layers, vocab_size=vocab)
+    models = {"S4": s4}
+    kw = dict(d_model=H, n_layers=n_layers, n_heads=4, d_ff=d_ff, vocab_size=vocab, causal=True)
+    if attn_available:
+        models["Transformer (seqlab attention)"] = Transformer(0, vocab, attn_impl="seqlab", **kw)
+    models["Transformer (math attention)"] = Transformer(0, vocab, attn_impl="math", **kw)
+    return models, d_ff
+
+
+def _attention_available():
+    try:
+        from seqlab.attention import MultiheadAttention  # noqa: F401
+
+        return True, ""
+    except Exception as exc:  # noqa: BLE001 - any import failure means the rows are skipped
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def bench_table3(device, lengths, tokens_per_batch=16384, H=256, n_layers=4, budget=None, progress=None):
+    """Training step (fwd+bwd+AdamW, bf16 autocast on CUDA) of parameter-matched models at each L."""
+    ok, why = _attention_available()
+    models, d_ff = _models(H, n_layers, attn_available=ok)
+    rows = []
+    names = list(models)
+    if not ok:
+        names.insert(1, "Transformer (seqlab attention)")
+    for L in lengths:
+        batch = max(1, tokens_per_batch // L)
+        for name in names:
+            row = {"section": "table3", "model": name, "L": L, "batch": batch, "H": H, "layers": n_layers}
+            if name not in models:
+                rows.append({**row, "status": f"skipped (seqlab.attention not importable: {why})"})
+                continue
+            model = models[name]
+            row["params"] = sum(p.numel() for p in model.parameters())
+            if name.startswith("Transformer"):
+                row["d_ff"] = d_ff
+            if budget is not None and budget.left() < 0:
+                rows.append({**row, "status": "skipped (time budget)"})
+                continue
+            model.to(device).train()
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            tok = torch.randint(0, 256, (batch, L), device=device)
+            tgt = torch.randint(0, 256, (batch, L), device=device)
+            use_amp = device.startswith("cuda")
+
+            def step(model=model, opt=opt, tok=tok, tgt=tgt, use_amp=use_amp):
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    out, _ = model(tok)
+                    loss = torch.nn.functional.cross_entropy(out.float().flatten(0, 1), tgt.flatten())
+                loss.backward()
+                opt.step()
+
+            res = _measure(step, device, reps=5, max_s=8.0)
+            res["dtype"] = "bf16 autocast" if use_amp else "float32"
+            rows.append({**row, **res})
+            model.to("cpu")
+            del opt
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if progress:
+                progress.update(1)
+    # speed ratios like the paper's table (Transformer time / S4 time at each L)
+    for L in lengths:
+        by = {r["model"]: r for r in rows if r["L"] == L and r.get("status") == "ok"}
+        s4 = by.get("S4")
+        for name, r in by.items():
+            if s4 and name != "S4":
+                r["s4_speedup"] = r["ms"] / s4["ms"]
+                if r.get("peak_mib") and s4.get("peak_mib"):
+                    r["s4_memory_ratio"] = r["peak_mib"] / s4["peak_mib"]
+    return rows
+
+
+class _GraphedGenerator:
+    """Greedy step-mode decoding; on CUDA one token (all layers + argmax) is one CUDA-graph replay."""
+
+    def __init__(self, model, state, first_tok, device):
+        self.model, self.device = model, device
+        self.tok = first_tok.clone()
+        self.state = [s.clone() for s in state]
+        self.graph = None
+        if device.startswith("cuda"):
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            saved = [s.clone() for s in self.state], self.tok.clone()
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self._eager()
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self._eager()
+            for s, s0 in zip(self.state, saved[0]):
+                s.copy_(s0)
+            self.tok.copy_(saved[1])
+
+    def _eager(self):
+        out, new = self.model.step(self.tok, self.state)
+        for s, n in zip(self.state, new):
+            s.copy_(n)
+        self.tok.copy_(out.argmax(-1))
+        self.logits = out
+
+    def next(self):
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._eager()
+        return self.tok
+
+
+@torch.no_grad()
+def bench_generation(device, contexts, n_layers=6, H=256, N=64, vocab=256, new_tokens=64, budget=None,
+                     progress=None):
+    """Tokens/s of step-mode generation vs recomputing the convolution over the whole context per token."""
+    torch.manual_seed(0)
+    model = SequenceModel(0, vocab, d_model=H, n_layers=n_layers, vocab_size=vocab, d_state=N).to(device).eval()
+    rows = []
+    for L in contexts:
+        row = {"section": "generation", "context": L, "layers": n_layers, "H": H, "N": N, "batch": 1}
+        if budget is not None and budget.left() < 0:
+            rows.append({**row, "status": "skipped (time budget)"})
+            continue
+        ctx = torch.randint(0, vocab, (1, L), device=device)
+        # prefill: one convolutional pass that also returns the final states
+        t = time.perf_counter()
+        out, state = model(ctx, return_state=True)
+        _sync(device)
+        row["prefill_ms"] = (time.perf_counter() - t) * 1e3
+        model.setup_step()
+        first = out[:, -1].argmax(-1)
+        gen = _GraphedGenerator(model, state, first, device)
+        # correctness: the step logits for the first new token vs a full forward on context + token
+        gen.next()
+        full, _ = model(torch.cat([ctx, first[:, None]], 1))
+        row["step_vs_conv_rel_err"] = _rel(gen.logits[0], full[0, -1])
+        gen = _GraphedGenerator(model, state, first, device)
+        n_step = new_tokens
+
+        def run_steps(gen=gen, n=n_step):
+            for _ in range(n):
+                gen.next()
+
+        ms_step, _ = _time_ms(run_steps, device, warmup=1, reps=3)
+        row["step_tokens_per_s"] = n_step / (ms_step / 1e3)
+        row["step_graphed"] = gen.graph is not None
+        seq = torch.cat([ctx, first[:, None]], 1)
+        n_conv = 4 if L <= 4096 else 2
+
+        def run_conv(seq=seq, n=n_conv, L=L):
+            s = seq
+            for _ in range(n):
+                o, _ = model(s[:, -L:])
+                s = torch.cat([s, o[:, -1:].argmax(-1)], 1)
+
+        ms_conv, _ = _time_ms(run_conv, device, warmup=1, reps=3, max_s=20.0)
+        row["conv_tokens_per_s"] = n_conv / (ms_conv / 1e3)
+        row["speedup"] = row["step_tokens_per_s"] / row["conv_tokens_per_s"]
+        row["status"] = "ok"
+        rows.append(row)
+        if progress:
+            progress.update(1)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def environment(device) -> dict:
+    env = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except ImportError:
+        env["triton"] = None
+    try:
+        env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                           cwd=os.path.dirname(__file__), timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        env["git_commit"] = None
+    return env
+
+
+SIZES = {
+    "full": {
+        "kernel": [1024, 2048, 4096, 8192, 16384, 32768, 65536],
+        "layer": [1024, 4096, 16384, 65536],
+        "table3": [1024, 4096, 16384, 65536],
+        "generation": [1024, 2048, 4096, 8192, 16384],
+    },
+    "quick": {"kernel": [128, 256], "layer": [128, 256], "table3": [64, 128], "generation": [64, 128]},
+}
+
+
+def run_all(device="cuda", quick=False, sections=("kernel", "layer", "table3", "generation"),
+            budget_s=480.0, out_json=None, out_png=None, show_progress=True) -> dict:
+    """Run the chosen sections; returns {'env': ..., 'rows': [...]} and writes JSON/PNG if asked."""
+    sizes = SIZES["quick" if quick else "full"]
+    budget = _Budget(budget_s)
+    env = environment(device)
+    env.update({"quick": quick, "budget_s": budget_s})
+    rows = []
+    small = {"H": 32, "N": 16} if quick else {}
+    total = sum(len(sizes[s]) * {"kernel": 4, "layer": 2, "table3": 3, "generation": 1}[s] for s in sections)
+    bar = None
+    if show_progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="s4 bench", unit="case")
+        except ImportError:
+            bar = None
+    result = {"env": env, "rows": rows}
+
+    def save():
+        if out_json:
+            os.makedirs(os.path.dirname(os.path.abspath(out_json)), exist_ok=True)
+            with open(out_json, "w") as f:
+                json.dump(result, f, indent=1, default=str)
+
+    for sec in sections:
+        t = time.perf_counter()
+        try:
+            _run_section(sec, device, sizes, budget, bar, small, quick, rows)
+        except Exception as exc:  # noqa: BLE001 - record the failure, keep the other sections
+            import traceback
+
+            rows.append({"section": sec, "status": f"error: {type(exc).__name__}: {exc}"[:500],
+                         "traceback": traceback.format_exc()[-2000:]})
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+        env[f"{sec}_seconds"] = round(time.perf_counter() - t, 1)
+        save()
+    if bar is not None:
+        bar.close()
+    if out_png:
+        env["plot"] = plot(result, out_png)
+        save()
+    return result
+
+
+def _run_section(sec, device, sizes, budget, bar, small, quick, rows):
+    if sec == "kernel":
+        rows += bench_kernel(device, sizes["kernel"], budget=budget, progress=bar, **small)
+    elif sec == "layer":
+        rows += bench_layer(device, sizes["layer"], budget=budget, progress=bar, **small)
+    elif sec == "table3":
+        kw = {"H": 32, "tokens_per_batch": 256} if quick else {}
+        rows += bench_table3(device, sizes["table3"], budget=budget, progress=bar, **kw)
+    elif sec == "generation":
+        kw = {"H": 32, "N": 16, "n_layers": 2, "new_tokens": 8} if quick else {}
+        rows += bench_generation(device, sizes["generation"], budget=budget, progress=bar, **kw)
+    else:
+        raise ValueError(f"unknown section {sec!r}")
+
+
+def plot(result: dict, path: str) -> bool:
+    """Four panels (kernel time/memory, Table 3 step time, generation tokens/s); False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = result["rows"]
+    fig, ax = plt.subplots(1, 4, figsize=(20, 4.5))
+    for mode in ("nplr", "diag"):
+        for impl in ("naive", "triton"):
+            rs = [r for r in rows if r["section"] == "kernel" and r["mode"] == mode and r["impl"] == impl
+                  and r.get("status") == "ok"]
+            if rs:
+                ax[0].loglog([r["L"] for r in rs], [r["ms"] for r in rs], "o-", label=f"{mode} {impl}")
+                if rs[0].get("peak_mib") is not None:
+                    ax[1].loglog([r["L"] for r in rs], [r["peak_mib"] for r in rs], "o-", label=f"{mode} {impl}")
+    ax[0].set(title="kernel generation fwd+bwd", xlabel="L", ylabel="ms")
+    ax[1].set(title="kernel generation peak memory", xlabel="L", ylabel="MiB")
+    for name in sorted({r["model"] for r in rows if r["section"] == "table3"}):
+        rs = [r for r in rows if r["section"] == "table3" and r["model"] == name and r.get("status") == "ok"]
+        if rs:
+            ax[2].loglog([r["L"] for r in rs], [r["ms"] for r in rs], "o-", label=name)
+    ax[2].set(title="training step (4 layers, H=256)", xlabel="L", ylabel="ms")
+    rs = [r for r in rows if r["section"] == "generation" and r.get("status") == "ok"]
+    if rs:
+        ax[3].loglog([r["context"] for r in rs], [r["step_tokens_per_s"] for r in rs], "o-", label="step mode")
+        ax[3].loglog([r["context"] for r in rs], [r["conv_tokens_per_s"] for r in rs], "o-", label="recompute conv")
+    ax[3].set(title="generation", xlabel="context", ylabel="tokens/s")
+    for a in ax:
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7)
+        a.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"S4 benchmarks on {result['env'].get('device')}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def summary_lines(result: dict) -> list[str]:
+    """Short human-readable table of the main numbers."""
+    out = []
+    for r in result["rows"]:
+        s = r["section"]
+        if str(r.get("status", "")).startswith("error"):
+            out.append(f"{s:<7} {r['status'][:200]}")
+            continue
+        if s == "kernel":
+            val = (f"{r['ms']:.3f} ms fwd+bwd, {r.get('fwd_ms', math.nan):.3f} ms fwd, peak "
+                   f"{r['peak_mib'] if r.get('peak_mib') is None else round(r['peak_mib'], 1)} MiB"
+                   if r.get("status") == "ok" else r.get("status"))
+            out.append(f"kernel  {r['mode']:<5} {r['impl']:<7} L={r['L']:<6} {val}")
+        elif s == "kernel_check":
+            out.append(f"check   {r['mode']:<5} triton vs naive rel err {r['rel_err']:.2e} (L={r['L']})")
+        elif s == "layer":
+            val = f"{r['ms']:.3f} ms, peak {r.get('peak_mib')}" if r.get("status") == "ok" else r.get("status")
+            out.append(f"layer   {r['mode']:<5} L={r['L']:<6} {val}")
+        elif s == "table3":
+            val = (f"{r['ms']:.2f} ms, peak {r.get('peak_mib') and round(r['peak_mib'])} MiB, "
+                   f"S4 speedup {r.get('s4_speedup', float('nan')):.2f}" if r.get("status") == "ok"
+                   else r.get("status"))
+            out.append(f"table3  {r['model']:<31} L={r['L']:<6} B={r['batch']:<3} {val}")
+        elif s == "generation":
+            val = (f"step {r['step_tokens_per_s']:.0f} tok/s, conv {r['conv_tokens_per_s']:.1f} tok/s, "
+                   f"x{r['speedup']:.1f}, err {r['step_vs_conv_rel_err']:.1e}" if r.get("status") == "ok"
+                   else r.get("status"))
+            out.append(f"gen     context={r['context']:<6} {val}")
+    return out
