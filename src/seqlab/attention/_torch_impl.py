@@ -23,27 +23,35 @@ def _chunk_rows(batch: int, nheads: int, seqlen_q: int, seqlen_k: int) -> int:
     return int(max(16, min(seqlen_q, rows)))
 
 
-def _keep(seed: int, batch_offset: int, batch: int, nheads_k: int, group: int, rows: range, seqlen_k: int,
+def _keep(seed: int, batch_offset: int, batch: int, nheads_k: int, group: int, rows: range, cols: range,
           dropout_p: float, device) -> torch.Tensor:
-    """Keep mask (batch, nheads_k, group, rows, seqlen_k) from the kernels' Philox counters."""
+    """Keep mask (batch, nheads_k, group, rows, cols) from the kernels' Philox counters."""
     b = np.arange(batch).reshape(-1, 1, 1, 1, 1) + batch_offset
     hk = np.arange(nheads_k).reshape(1, -1, 1, 1, 1)
     g = np.arange(group).reshape(1, 1, -1, 1, 1)
     bh = b * (nheads_k * group) + hk * group + g
     i = np.arange(rows.start, rows.stop).reshape(1, 1, 1, -1, 1)
-    j = np.arange(seqlen_k).reshape(1, 1, 1, 1, -1)
+    j = np.arange(cols.start, cols.stop).reshape(1, 1, 1, 1, -1)
     return torch.from_numpy(dropout_keep_mask(seed, bh, i, j, dropout_p)).to(device)
 
 
-def _scores(qc, kf, scale, alibi, rows: range, seqlen_q, seqlen_k, wl, wr, nheads_k, group):
-    """Masked scores for one chunk of rows: (batch, nheads_k, group, rows, seqlen_k) fp32."""
-    s = torch.einsum("bkgid,bkjd->bkgij", qc, kf) * scale
+def _key_range(rows: range, seqlen_q: int, seqlen_k: int, wl: int, wr: int) -> range:
+    """Keys that any row of the chunk may see under the window (the rest are skipped, as in the kernels)."""
+    diag = seqlen_k - seqlen_q
+    hi = min(seqlen_k, rows.stop + diag + wr) if wr >= 0 else seqlen_k
+    lo = max(0, rows.start + diag - wl) if wl >= 0 else 0
+    return range(lo, max(lo, hi))
+
+
+def _scores(qc, kf, scale, alibi, rows: range, cols: range, seqlen_q, seqlen_k, wl, wr, nheads_k, group):
+    """Masked scores for one chunk of rows over keys ``cols``: (batch, nheads_k, group, rows, cols) fp32."""
+    s = torch.einsum("bkgid,bkjd->bkgij", qc, kf[:, :, cols.start : cols.stop]) * scale
     if alibi is not None:
-        bias = alibi_bias(alibi, seqlen_q, seqlen_k, row_offset=rows.start)[:, :, : len(rows)]
-        s = s + bias.view(bias.shape[0], nheads_k, group, len(rows), seqlen_k)
+        bias = alibi_bias(alibi, seqlen_q, seqlen_k, row_offset=rows.start)[:, :, : len(rows), cols.start : cols.stop]
+        s = s + bias.reshape(bias.shape[0], nheads_k, group, len(rows), len(cols))
     masked = local_mask(seqlen_q, seqlen_k, wl, wr, s.device, row_offset=rows.start)
     if masked is not None:
-        s = s.masked_fill(masked[: len(rows)], float("-inf"))
+        s = s.masked_fill(masked[: len(rows), cols.start : cols.stop], float("-inf"))
     return s
 
 
@@ -74,7 +82,13 @@ def torch_fwd(q, k, v, scale: float, wl: int, wr: int, alibi, dropout_p: float, 
     step = _chunk_rows(batch, nheads, seqlen_q, seqlen_k)
     for r0 in range(0, seqlen_q, step):
         rows = range(r0, min(seqlen_q, r0 + step))
-        s = _scores(qf[:, :, :, r0 : rows.stop], kf, scale, alibi, rows, seqlen_q, seqlen_k, wl, wr, nheads_k, group)
+        cols = _key_range(rows, seqlen_q, seqlen_k, wl, wr)
+        if len(cols) == 0:  # no row of the chunk sees a key
+            out[:, :, :, r0 : rows.stop] = 0.0
+            lse[..., r0 : rows.stop] = float("-inf")
+            continue
+        s = _scores(qf[:, :, :, r0 : rows.stop], kf, scale, alibi, rows, cols, seqlen_q, seqlen_k, wl, wr, nheads_k,
+                    group)
         m = s.amax(dim=-1, keepdim=True)
         m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
         p = torch.exp(s - m)
@@ -82,13 +96,13 @@ def torch_fwd(q, k, v, scale: float, wl: int, wr: int, alibi, dropout_p: float, 
         lse[..., r0 : rows.stop] = (m + torch.log(denom)).squeeze(-1)
         p = p / torch.where(denom == 0, torch.ones_like(denom), denom)
         if dropout_p > 0:
-            keep = _keep(seed, batch_offset, batch, nheads_k, group, rows, seqlen_k, dropout_p, q.device)
+            keep = _keep(seed, batch_offset, batch, nheads_k, group, rows, cols, dropout_p, q.device)
             p = p.masked_fill(~keep, 0.0)
         if probs is not None:
-            probs[:, :, r0 : rows.stop] = p.reshape(batch, nheads, len(rows), seqlen_k)
+            probs[:, :, r0 : rows.stop, cols.start : cols.stop] = p.reshape(batch, nheads, len(rows), len(cols))
         if dropout_p > 0:
             p = p / (1.0 - dropout_p)
-        out[:, :, :, r0 : rows.stop] = torch.einsum("bkgij,bkjd->bkgid", p, vf)
+        out[:, :, :, r0 : rows.stop] = torch.einsum("bkgij,bkjd->bkgid", p, vf[:, :, cols.start : cols.stop])
     out = out.reshape(batch, nheads, seqlen_q, d).permute(0, 2, 1, 3).to(q.dtype)
     return out, lse.reshape(batch, nheads, seqlen_q), probs
 
@@ -116,18 +130,23 @@ def torch_bwd(dout, q, k, v, out, lse, scale: float, wl: int, wr: int, alibi, dr
         rows = range(r0, min(seqlen_q, r0 + step))
         r1 = rows.stop
         qc, doc = qf[:, :, :, r0:r1], dof[:, :, :, r0:r1]
-        s = _scores(qc, kf, scale, alibi, rows, seqlen_q, seqlen_k, wl, wr, nheads_k, group)
+        cols = _key_range(rows, seqlen_q, seqlen_k, wl, wr)
+        if len(cols) == 0:
+            dq[:, :, :, r0:r1] = 0.0
+            continue
+        c0, c1 = cols.start, cols.stop
+        s = _scores(qc, kf, scale, alibi, rows, cols, seqlen_q, seqlen_k, wl, wr, nheads_k, group)
         p = torch.exp(s - lse[..., r0:r1, None])
-        dp = torch.einsum("bkgid,bkjd->bkgij", doc, vf)
+        dp = torch.einsum("bkgid,bkjd->bkgij", doc, vf[:, :, c0:c1])
         if dropout_p > 0:
-            keep = _keep(seed, batch_offset, batch, nheads_k, group, rows, seqlen_k, dropout_p, q.device)
+            keep = _keep(seed, batch_offset, batch, nheads_k, group, rows, cols, dropout_p, q.device)
             p_drop = p.masked_fill(~keep, 0.0) / (1.0 - dropout_p)
             dp = dp.masked_fill(~keep, 0.0) / (1.0 - dropout_p)
         else:
             p_drop = p
-        dv += torch.einsum("bkgij,bkgid->bkjd", p_drop, doc)
+        dv[:, :, c0:c1] += torch.einsum("bkgij,bkgid->bkjd", p_drop, doc)
         ds = p * (dp - delta[..., r0:r1, None])
-        dq[:, :, :, r0:r1] = torch.einsum("bkgij,bkjd->bkgid", ds, kf) * scale
-        dk += torch.einsum("bkgij,bkgid->bkjd", ds, qc) * scale
+        dq[:, :, :, r0:r1] = torch.einsum("bkgij,bkjd->bkgid", ds, kf[:, :, c0:c1]) * scale
+        dk[:, :, c0:c1] += torch.einsum("bkgij,bkgid->bkjd", ds, qc) * scale
     dq = dq.reshape(batch, nheads, seqlen_q, d).permute(0, 2, 1, 3).to(q.dtype)
     return dq, dk.permute(0, 2, 1, 3).to(k.dtype), dv.permute(0, 2, 1, 3).to(v.dtype)
