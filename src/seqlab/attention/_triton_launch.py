@@ -13,6 +13,7 @@ import torch
 import triton
 
 from . import _triton_kernels as kern
+from ._configs import get_config
 
 # Tests may shrink tiles so that small shapes still cover several blocks and ragged edges.
 _INTERPRET_BLOCKS = (32, 32)
@@ -26,34 +27,11 @@ def _block_d(headdim: int) -> int:
     return max(16, triton.next_power_of_2(headdim))
 
 
-def fwd_config(headdim: int, dtype: torch.dtype) -> dict:
-    """Tile sizes and launch parameters of the forward kernel."""
+def _cfg(kernel: str, q: torch.Tensor, masked: bool, seqlen: int) -> dict:
     if interpreting():
         bm, bn = _INTERPRET_BLOCKS
         return dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=4, num_stages=1)
-    big = dtype == torch.float32
-    if headdim <= 64:
-        return dict(BLOCK_M=128, BLOCK_N=64 if not big else 32, num_warps=4, num_stages=3)
-    if headdim <= 128:
-        return dict(BLOCK_M=128, BLOCK_N=64 if not big else 32, num_warps=8, num_stages=3)
-    return dict(BLOCK_M=64, BLOCK_N=64 if not big else 32, num_warps=8, num_stages=2)
-
-
-def bwd_config(headdim: int, dtype: torch.dtype) -> tuple[dict, dict]:
-    """(dk/dv kernel config, dq kernel config)."""
-    if interpreting():
-        bm, bn = _INTERPRET_BLOCKS
-        c = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=4, num_stages=1)
-        return c, dict(c)
-    big = dtype == torch.float32
-    if headdim <= 64:
-        return (dict(BLOCK_M=64, BLOCK_N=128 if not big else 64, num_warps=8, num_stages=2),
-                dict(BLOCK_M=128 if not big else 64, BLOCK_N=64, num_warps=8, num_stages=2))
-    if headdim <= 128:
-        return (dict(BLOCK_M=64, BLOCK_N=64 if not big else 32, num_warps=8, num_stages=2),
-                dict(BLOCK_M=64, BLOCK_N=64 if not big else 32, num_warps=8, num_stages=2))
-    return (dict(BLOCK_M=32, BLOCK_N=32, num_warps=8, num_stages=1),
-            dict(BLOCK_M=32, BLOCK_N=32, num_warps=8, num_stages=1))
+    return get_config(kernel, q.shape[-1], q.dtype, masked, seqlen, q.device)
 
 
 def _rowmajor(t: torch.Tensor) -> torch.Tensor:
@@ -106,7 +84,8 @@ def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_
         spb = sph = spm = 0
     if out.numel() == 0 or seqlen_q == 0:
         return out, lse.fill_(float("-inf")), probs
-    cfg = fwd_config(d, q.dtype)
+    masked = wl >= 0 or wr >= 0
+    cfg = _cfg("fwd", q, masked, max(seqlen_q, seqlen_k))
     bm, bn = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N")
     dummy = lse
     grid = (triton.cdiv(seqlen_q, bm), batch, nheads)
@@ -140,7 +119,9 @@ def triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr,
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     if q.numel() == 0 or k.numel() == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
-    cfg_kv, cfg_q = bwd_config(d, q.dtype)
+    masked = wl >= 0 or wr >= 0
+    cfg_kv = _cfg("dkdv", q, masked, max(seqlen_q, seqlen_k))
+    cfg_q = _cfg("dq", q, masked, max(seqlen_q, seqlen_k))
     dummy = delta
     common = (seed if seed is not None else dummy, alibi if alibi is not None else dummy,
               cu_q if varlen else dummy, cu_k if varlen else dummy)
