@@ -97,3 +97,21 @@ def test_bad_inputs():
         K.vandermonde(v[0], w, 3)
     with pytest.raises(ValueError, match="kernel"):
         K.fft_conv(torch.randn(1, 3, 5), torch.randn(1, 3, 4))
+
+
+@pytest.mark.parametrize("which", ["cauchy", "vandermonde"])
+def test_backward_with_split_reduction(monkeypatch, which):
+    # force the backward to split L over several programs and sum the partials
+    monkeypatch.setattr(K, "_TARGET_PROGRAMS", 64)
+    assert K._splits(6, 300, 64)[0] > 1
+    v = torch.randn(2, 3, 13, dtype=torch.complex128, requires_grad=True)
+    if which == "cauchy":
+        w = (torch.randn(3, 13, dtype=torch.complex128) - 2).requires_grad_()
+        z = torch.randn(300, dtype=torch.complex128)
+        out, ref, args = K.cauchy(v, z, w), K.cauchy_naive(v, z, w), (v, w)
+    else:
+        x = (0.01 * torch.randn(3, 13, dtype=torch.complex128) - 0.01).requires_grad_()
+        out, ref, args = K.vandermonde(v, x, 300), K.vandermonde_naive(v, x, 300), (v, x)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, args, g), torch.autograd.grad(ref, args, g)):
+        assert _rel(a, b) < 1e-12

@@ -216,3 +216,24 @@ def test_bad_inputs():
         S4(4, dt_min=0.5, dt_max=0.1)
     with pytest.raises(ValueError, match="L"):
         m.kernel(0)
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
+@pytest.mark.parametrize("mode,init", [("nplr", "legs"), ("nplr", "fout"), ("diag", "inv")])
+def test_fused_triton_step_matches_conv(mode, init):
+    m = S4(5, d_state=10, mode=mode, init=init, channels=3, kernel_impl="triton", dtype=torch.float64)
+    m.setup_step()
+    assert m._step_cache["fused"]
+    x = torch.randn(2, 23, 5, dtype=torch.float64)
+    y, _ = m(x)
+    s, ys = m.default_state(2), []
+    with torch.no_grad():
+        for t in range(23):
+            yt, s = m.step(x[:, t], s)
+            ys.append(yt)
+    assert _rel(torch.stack(ys, 1), y) < 1e-9
+    # rank-2 LegT has no fused path: falls back to the PyTorch step
+    assert not S4(3, d_state=4, init="legt", kernel_impl="triton")._step_cache
+    m2 = S4(3, d_state=4, init="legt", kernel_impl="triton")
+    m2.setup_step()
+    assert not m2._step_cache["fused"]

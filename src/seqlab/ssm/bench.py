@@ -146,12 +146,41 @@ def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
                 rows.append({**row, **res})
                 if progress:
                     progress.update(1)
+        if mode == "nplr":
+            rows += _bench_cauchy_op(device, lengths, impls, H, N, budget)
         # correctness on the device: Triton vs naive at a moderate length
         if "triton" in layers:
             Lc = min(lengths[0], 2048)
             with torch.no_grad():
                 a, b = layers["triton"].kernel(Lc), layers["naive"].kernel(Lc)
             rows.append({"section": "kernel_check", "mode": mode, "L": Lc, "rel_err": _rel(a, b)})
+    return rows
+
+
+def _bench_cauchy_op(device, lengths, impls, H, N, budget):
+    """The Cauchy product alone, shaped as in an S4 kernel (4 vectors, N full poles, L/2+1 nodes)."""
+    from .kernels import cauchy
+
+    rows = []
+    g = torch.Generator(device="cpu").manual_seed(0)
+    for L in lengths:
+        Lf = L // 2 + 1
+        v = torch.randn(4, H, N, dtype=torch.complex64, generator=g).to(device).requires_grad_()
+        w = torch.complex(-torch.rand(H, N, generator=g) * 0.1, torch.randn(H, N, generator=g)).to(device)
+        w.requires_grad_()
+        k = torch.arange(Lf, dtype=torch.float32)
+        z = torch.complex(torch.zeros(Lf), -torch.tan(torch.pi * k / L).clamp(-1e6, 1e6)).to(device)
+        for impl in impls:
+            row = {"section": "cauchy_op", "impl": impl, "H": H, "N": N, "L": L, "nodes": Lf}
+            if budget is not None and budget.left() < 0:
+                rows.append({**row, "status": "skipped (time budget)"})
+                continue
+
+            def run(impl=impl, v=v, z=z, w=w):
+                out = cauchy(v, z, w, impl=impl)
+                gv, gw = torch.autograd.grad(out.abs().square().sum(), (v, w))
+
+            rows.append({**row, **_measure(run, device)})
     return rows
 
 
@@ -387,7 +416,7 @@ SIZES = {
 }
 
 
-def run_all(device="cuda", quick=False, sections=("kernel", "layer", "table3", "generation"),
+def run_all(device="cuda", quick=False, sections=("kernel", "generation", "table3", "layer"),
             budget_s=480.0, out_json=None, out_png=None, show_progress=True) -> dict:
     """Run the chosen sections; returns {'env': ..., 'rows': [...]} and writes JSON/PNG if asked."""
     sizes = SIZES["quick" if quick else "full"]
@@ -504,6 +533,10 @@ def summary_lines(result: dict) -> list[str]:
                    f"{r['peak_mib'] if r.get('peak_mib') is None else round(r['peak_mib'], 1)} MiB"
                    if r.get("status") == "ok" else r.get("status"))
             out.append(f"kernel  {r['mode']:<5} {r['impl']:<7} L={r['L']:<6} {val}")
+        elif s == "cauchy_op":
+            val = (f"{r['ms']:.3f} ms fwd+bwd, peak {r.get('peak_mib') and round(r['peak_mib'], 1)} MiB"
+                   if r.get("status") == "ok" else r.get("status"))
+            out.append(f"cauchy  op    {r['impl']:<7} L={r['L']:<6} {val}")
         elif s == "kernel_check":
             out.append(f"check   {r['mode']:<5} triton vs naive rel err {r['rel_err']:.2e} (L={r['L']})")
         elif s == "layer":

@@ -71,7 +71,7 @@ def register(sub) -> None:
     b = s4sub.add_parser("bench", help="kernel / layer / Table 3 / generation benchmarks (JSON + PNG)")
     b.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     b.add_argument("--quick", action="store_true", help="tiny sizes (CPU smoke test)")
-    b.add_argument("--sections", nargs="+", default=["kernel", "layer", "table3", "generation"],
+    b.add_argument("--sections", nargs="+", default=["kernel", "generation", "table3", "layer"],
                    choices=["kernel", "layer", "table3", "generation"])
     b.add_argument("--budget", type=float, default=480.0, help="seconds; later cases are recorded as skipped")
     b.add_argument("--out", default=None, help="JSON output path")

@@ -34,6 +34,7 @@ __all__ = [
     "fft_conv",
     "HAS_TRITON",
     "triton_available",
+    "ssm_step",
 ]
 
 
@@ -139,10 +140,13 @@ if HAS_TRITON:
         tl.store(OUT + 2 * (row * L + offs_l) + 1, acc_i, mask=mask_l)
 
     @triton.jit
-    def _cauchy_bwd_kernel(G, Z, W, T1, T2, H, N, L, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-        # T1[row, n] = sum_l g[row, l] * d / |d|^2     (= sum_l g conj(1/d))
-        # T2[row, n] = sum_l g[row, l] * d^2 / |d|^4   (= sum_l g conj(1/d^2)),  d = z_l - w_n
+    def _cauchy_bwd_kernel(G, Z, W, T1, T2, H, N, L, ROWS, L_CHUNK, BLOCK_N: tl.constexpr,
+                           BLOCK_L: tl.constexpr):
+        # T1[split, row, n] = sum_l g[row, l] * d / |d|^2     (= sum_l g conj(1/d))
+        # T2[split, row, n] = sum_l g[row, l] * d^2 / |d|^4   (= sum_l g conj(1/d^2)),  d = z_l - w_n
+        # Each split covers L_CHUNK nodes, so short rows x many nodes still fill the GPU.
         row = tl.program_id(0)
+        split = tl.program_id(2)
         h = row % H
         offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         mask_n = offs_n < N
@@ -152,9 +156,11 @@ if HAS_TRITON:
         a1i = tl.zeros([BLOCK_N], dtype=wr.dtype)
         a2r = tl.zeros([BLOCK_N], dtype=wr.dtype)
         a2i = tl.zeros([BLOCK_N], dtype=wr.dtype)
-        for l0 in range(0, L, BLOCK_L):
+        l_start = split * L_CHUNK
+        l_end = tl.minimum(l_start + L_CHUNK, L)
+        for l0 in range(l_start, l_end, BLOCK_L):
             offs_l = l0 + tl.arange(0, BLOCK_L)
-            mask_l = offs_l < L
+            mask_l = offs_l < l_end
             gr = tl.load(G + 2 * (row * L + offs_l), mask=mask_l, other=0.0)
             gi = tl.load(G + 2 * (row * L + offs_l) + 1, mask=mask_l, other=0.0)
             zr = tl.load(Z + 2 * offs_l, mask=mask_l, other=1.0)
@@ -173,10 +179,11 @@ if HAS_TRITON:
             a1i += tl.sum(gr[None, :] * ei + gi[None, :] * er, axis=1)
             a2r += tl.sum(gr[None, :] * e2r - gi[None, :] * e2i, axis=1)
             a2i += tl.sum(gr[None, :] * e2i + gi[None, :] * e2r, axis=1)
-        tl.store(T1 + 2 * (row * N + offs_n), a1r, mask=mask_n)
-        tl.store(T1 + 2 * (row * N + offs_n) + 1, a1i, mask=mask_n)
-        tl.store(T2 + 2 * (row * N + offs_n), a2r, mask=mask_n)
-        tl.store(T2 + 2 * (row * N + offs_n) + 1, a2i, mask=mask_n)
+        base = split * ROWS * N + row * N + offs_n
+        tl.store(T1 + 2 * base, a1r, mask=mask_n)
+        tl.store(T1 + 2 * base + 1, a1i, mask=mask_n)
+        tl.store(T2 + 2 * base, a2r, mask=mask_n)
+        tl.store(T2 + 2 * base + 1, a2i, mask=mask_n)
 
     @triton.jit
     def _vand_fwd_kernel(V, X, OUT, H, N, L, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
@@ -201,9 +208,11 @@ if HAS_TRITON:
         tl.store(OUT + row * L + offs_l, 2.0 * acc, mask=mask_l)
 
     @triton.jit
-    def _vand_bwd_kernel(G, X, T1, T2, H, N, L, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-        # T1[row, n] = sum_l g_l conj(e^{x l});  T2[row, n] = sum_l g_l l conj(e^{x l})   (g real)
+    def _vand_bwd_kernel(G, X, T1, T2, H, N, L, ROWS, L_CHUNK, BLOCK_N: tl.constexpr,
+                         BLOCK_L: tl.constexpr):
+        # T1[split, row, n] = sum_l g_l conj(e^{x l});  T2[split, row, n] = sum_l g_l l conj(e^{x l})
         row = tl.program_id(0)
+        split = tl.program_id(2)
         h = row % H
         offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         mask_n = offs_n < N
@@ -213,9 +222,11 @@ if HAS_TRITON:
         a1i = tl.zeros([BLOCK_N], dtype=xr.dtype)
         a2r = tl.zeros([BLOCK_N], dtype=xr.dtype)
         a2i = tl.zeros([BLOCK_N], dtype=xr.dtype)
-        for l0 in range(0, L, BLOCK_L):
+        l_start = split * L_CHUNK
+        l_end = tl.minimum(l_start + L_CHUNK, L)
+        for l0 in range(l_start, l_end, BLOCK_L):
             offs_l = l0 + tl.arange(0, BLOCK_L)
-            mask_l = offs_l < L
+            mask_l = offs_l < l_end
             g = tl.load(G + row * L + offs_l, mask=mask_l, other=0.0)
             ell = offs_l.to(xr.dtype)
             mag = tl.exp(xr[:, None] * ell[None, :]) * g[None, :]
@@ -226,16 +237,111 @@ if HAS_TRITON:
             a1i += tl.sum(ci, axis=1)
             a2r += tl.sum(cr * ell[None, :], axis=1)
             a2i += tl.sum(ci * ell[None, :], axis=1)
-        tl.store(T1 + 2 * (row * N + offs_n), a1r, mask=mask_n)
-        tl.store(T1 + 2 * (row * N + offs_n) + 1, a1i, mask=mask_n)
-        tl.store(T2 + 2 * (row * N + offs_n), a2r, mask=mask_n)
-        tl.store(T2 + 2 * (row * N + offs_n) + 1, a2i, mask=mask_n)
+        base = split * ROWS * N + row * N + offs_n
+        tl.store(T1 + 2 * base, a1r, mask=mask_n)
+        tl.store(T1 + 2 * base + 1, a1i, mask=mask_n)
+        tl.store(T2 + 2 * base, a2r, mask=mask_n)
+        tl.store(T2 + 2 * base + 1, a2i, mask=mask_n)
+
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _step_kernel(S, U, A1, A2, A3, A4, CORE, CM, DM, SOUT, Y, H, M, NC, DPLR: tl.constexpr,
+                     BLOCK_M: tl.constexpr):
+        # One program per (b, h): the whole O(M) recurrence update of one SSM, then its NC outputs.
+        #   diag: A1 = Abar, A2 = Bbar:            s' = Abar s + Bbar u
+        #   DPLR: A1 = dt/2 Lambda, A2 = dt B, A3 = 1/d with d = 1 - dt/2 Lambda, A4 = P (rank 1),
+        #         CORE[h] = ((2/dt) + S)^-1 (the 1x1 Woodbury core), CORE[H + h] = dt/2:
+        #         y1 = s + dt/2 (Lambda s - P 2Re(P^* s)) + dt B u ; t = y1 / d ; s' = t - (P/d) CORE 2Re(P^* t)
+        pid = tl.program_id(0)
+        h = pid % H
+        offs = tl.arange(0, BLOCK_M)
+        mask = offs < M
+        sp = 2 * (pid * M + offs)
+        hp = 2 * (h * M + offs)
+        sr = tl.load(S + sp, mask=mask, other=0.0)
+        si = tl.load(S + sp + 1, mask=mask, other=0.0)
+        u = tl.load(U + pid)
+        a1r = tl.load(A1 + hp, mask=mask, other=0.0)
+        a1i = tl.load(A1 + hp + 1, mask=mask, other=0.0)
+        a2r = tl.load(A2 + hp, mask=mask, other=0.0)
+        a2i = tl.load(A2 + hp + 1, mask=mask, other=0.0)
+        if DPLR:
+            pr = tl.load(A4 + hp, mask=mask, other=0.0)
+            pi = tl.load(A4 + hp + 1, mask=mask, other=0.0)
+            ir = tl.load(A3 + hp, mask=mask, other=0.0)
+            ii = tl.load(A3 + hp + 1, mask=mask, other=0.0)
+            core = tl.load(CORE + h)
+            half_dt = tl.load(CORE + H + h)
+            q = 2.0 * tl.sum(pr * sr + pi * si, axis=0) * half_dt  # dt/2 * 2 Re(P^* s)
+            y1r = sr + (a1r * sr - a1i * si) - pr * q + a2r * u
+            y1i = si + (a1r * si + a1i * sr) - pi * q + a2i * u
+            tr = y1r * ir - y1i * ii
+            ti = y1r * ii + y1i * ir
+            q2 = 2.0 * tl.sum(pr * tr + pi * ti, axis=0)
+            pdr = pr * ir - pi * ii
+            pdi = pr * ii + pi * ir
+            nr = tr - pdr * core * q2
+            ni = ti - pdi * core * q2
+        else:
+            nr = a1r * sr - a1i * si + a2r * u
+            ni = a1r * si + a1i * sr + a2i * u
+        nr = tl.where(mask, nr, 0.0)
+        ni = tl.where(mask, ni, 0.0)
+        tl.store(SOUT + sp, nr, mask=mask)
+        tl.store(SOUT + sp + 1, ni, mask=mask)
+        B = pid // H
+        for c in range(NC):
+            cp = 2 * ((c * H + h) * M + offs)
+            cr = tl.load(CM + cp, mask=mask, other=0.0)
+            ci = tl.load(CM + cp + 1, mask=mask, other=0.0)
+            d = tl.load(DM + c * H + h)
+            y = 2.0 * tl.sum(cr * nr - ci * ni, axis=0) + d * u
+            tl.store(Y + (B * NC + c) * H + h, y)
+
+
+def ssm_step(u: torch.Tensor, state: torch.Tensor, cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused Triton recurrence step for S4 (rank-1 DPLR) and S4D: one launch per layer and token.
+
+    u (B, H) real, state (B, H, M) complex, ``cache`` from ``S4.setup_step``. Returns
+    (y (B, C, H) real, next_state (B, H, M) complex). Inference only (no autograd).
+    """
+    _require_triton(state)
+    Bsz, H, M = state.shape
+    state = state.contiguous()
+    u = u.contiguous().to(state.real.dtype)
+    out = torch.empty_like(state)
+    C = cache["C"]
+    y = torch.empty(Bsz, C.shape[0], H, dtype=u.dtype, device=u.device)
+    rv = lambda t: torch.view_as_real(t.contiguous())  # noqa: E731 - flat (re, im) pairs
+    if cache["dplr"]:
+        args = (rv(cache["k_a1"]), rv(cache["k_a2"]), rv(cache["k_inv_d"]), rv(cache["k_P"]), cache["k_core"])
+    else:
+        args = (rv(cache["Abar"]), rv(cache["Bbar"]), rv(cache["Abar"]), rv(cache["Abar"]), cache["D"])
+    _step_kernel[(Bsz * H,)](
+        rv(state), u, *args, rv(C), cache["D"], rv(out), y, H, M, C.shape[0],
+        DPLR=bool(cache["dplr"]), BLOCK_M=max(16, triton.next_power_of_2(M)),
+    )
+    return y, out
 
 
 def _blocks(N, L):
     bn = min(32, max(16, triton.next_power_of_2(N)))
     bl = min(64, max(16, triton.next_power_of_2(L)))
     return bn, bl
+
+
+# Backward programs reduce over L; with few (row, n-block) pairs the L range is split so that about
+# this many programs run, each writing a partial sum (O(splits * M * H * N) extra memory).
+_TARGET_PROGRAMS = 2048
+
+
+def _splits(n_programs, L, bl):
+    blocks = triton.cdiv(L, bl)
+    splits = max(1, min(blocks, _TARGET_PROGRAMS // max(1, n_programs)))
+    chunk = triton.cdiv(blocks, splits) * bl
+    return triton.cdiv(L, chunk), chunk
 
 
 def triton_available(device) -> bool:
@@ -277,14 +383,16 @@ class _CauchyFn(torch.autograd.Function):
         M, H, N = v.shape
         L = z.shape[0]
         g = g.contiguous().to(v.dtype)
-        t1 = torch.empty_like(v)
-        t2 = torch.empty_like(v)
         bn, bl = _blocks(N, L)
-        grid = (M * H, triton.cdiv(N, bn))
+        nsplit, chunk = _splits(M * H * triton.cdiv(N, bn), L, bl)
+        t1 = torch.empty((nsplit, *v.shape), dtype=v.dtype, device=v.device)
+        t2 = torch.empty_like(t1)
+        grid = (M * H, triton.cdiv(N, bn), nsplit)
         _cauchy_bwd_kernel[grid](
             torch.view_as_real(g), torch.view_as_real(z), torch.view_as_real(w),
-            torch.view_as_real(t1), torch.view_as_real(t2), H, N, L, BLOCK_N=bn, BLOCK_L=bl,
+            torch.view_as_real(t1), torch.view_as_real(t2), H, N, L, M * H, chunk, BLOCK_N=bn, BLOCK_L=bl,
         )
+        t1, t2 = t1.sum(0), t2.sum(0)
         # out = v / (z - w) is holomorphic in v and w: grad = conj(d out / d input) * g, summed over l.
         dv = t1 if ctx.needs_input_grad[0] else None
         dw = (v.conj() * t2).sum(0) if ctx.needs_input_grad[2] else None
@@ -312,14 +420,16 @@ class _VandermondeFn(torch.autograd.Function):
         M, H, N = v.shape
         L = ctx.L
         g = g.contiguous().to(v.real.dtype)
-        t1 = torch.empty_like(v)
-        t2 = torch.empty_like(v)
         bn, bl = _blocks(N, L)
-        grid = (M * H, triton.cdiv(N, bn))
+        nsplit, chunk = _splits(M * H * triton.cdiv(N, bn), L, bl)
+        t1 = torch.empty((nsplit, *v.shape), dtype=v.dtype, device=v.device)
+        t2 = torch.empty_like(t1)
+        grid = (M * H, triton.cdiv(N, bn), nsplit)
         _vand_bwd_kernel[grid](
-            g, torch.view_as_real(x), torch.view_as_real(t1), torch.view_as_real(t2), H, N, L,
+            g, torch.view_as_real(x), torch.view_as_real(t1), torch.view_as_real(t2), H, N, L, M * H, chunk,
             BLOCK_N=bn, BLOCK_L=bl,
         )
+        t1, t2 = t1.sum(0), t2.sum(0)
         # out = v e + conj(v e) with e = exp(x l): d/dv* gives 2 g conj(e); d/dx* gives 2 g l conj(v e).
         dv = 2 * t1 if ctx.needs_input_grad[0] else None
         dx = 2 * (v.conj() * t2).sum(0) if ctx.needs_input_grad[1] else None

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import hippo
-from .kernels import HAS_TRITON, cauchy, fft_conv, vandermonde
+from .kernels import cauchy, fft_conv, ssm_step, triton_available, vandermonde
 
 __all__ = ["S4", "SSMMatrices", "ssm_param_groups"]
 
@@ -193,7 +193,7 @@ class S4(nn.Module):
     def _impl(self, t: torch.Tensor) -> str:
         if self.kernel_impl != "auto":
             return self.kernel_impl
-        return "triton" if (t.is_cuda and HAS_TRITON) else "naive"
+        return "triton" if (t.is_cuda and triton_available(t.device)) else "naive"
 
     def _full(self, z: torch.Tensor) -> torch.Tensor:
         """Append the conjugate half along the last dim: (..., M) -> (..., 2M)."""
@@ -257,15 +257,8 @@ class S4(nn.Module):
         dt = self._dt()
         r, c, nb = P_f.shape[0], Ct_f.shape[0], Bs_f.shape[0]
         w = (dt / 2)[:, None] * Lam_f  # scaled poles: sum x/(g - lam) = dt/2 sum x/(node - w)
-        k = torch.arange(L_ // 2 + 1, device=Ct_f.device, dtype=dt.dtype)
-        zeta = torch.exp(torch.complex(torch.zeros_like(k), -2 * math.pi * k / L_))
         nyq = L_ % 2 == 0
-        if nyq:
-            # zeta = -1 would put the node at infinity; its value is filled in from the limit below.
-            zeta_safe = torch.cat([zeta[:-1], torch.ones_like(zeta[-1:])])
-        else:
-            zeta_safe = zeta
-        nodes = (1 - zeta_safe) / (1 + zeta_safe)
+        nodes, scale = self._nodes(L_, dt.device, dt.dtype)
         left = torch.cat([Ct_f, P_f.conj()], 0)
         right = torch.cat([Bs_f, P_f], 0)
         v = (left[:, None] * right[None]).reshape(-1, H, Lam_f.shape[-1])
@@ -278,12 +271,30 @@ class S4(nn.Module):
             eye = torch.eye(r, dtype=rr.dtype, device=rr.device)
             inv = torch.linalg.inv(eye + k11.permute(2, 3, 0, 1))  # (H, Lf, r, r)
             khat = k00 - torch.einsum("cihl,hlij,jbhl->cbhl", k01, inv, k10)
-        khat = khat * (2 / (1 + zeta_safe))
+        khat = khat * scale
         if nyq:
             # at zeta = -1: K(-1) = dt C~ [(1 - zeta) I - (1 + zeta) dt/2 A]^-1 B = dt/2 C~ B
             last = (dt / 2) * (Ct_f[:, None] * Bs_f[None]).sum(-1)
             khat = torch.cat([khat[..., :-1], last.unsqueeze(-1)], dim=-1)
         return khat
+
+    def _nodes(self, L_, device, dtype):
+        """Cauchy nodes (1 - zeta)/(1 + zeta) and the factor 2/(1 + zeta) at the rfft roots of unity.
+
+        Constants, cached per (length, device, dtype) to save launches on every forward.
+        """
+        cache = self.__dict__.setdefault("_node_cache", {})
+        key = (L_, str(device), dtype)
+        if key not in cache:
+            k = torch.arange(L_ // 2 + 1, device=device, dtype=torch.float64)
+            zeta = torch.exp(torch.complex(torch.zeros_like(k), -2 * math.pi * k / L_))
+            if L_ % 2 == 0:
+                # zeta = -1 would put the node at infinity; that value comes from the limit instead.
+                zeta[-1] = 1.0
+            cdt = torch.complex128 if dtype == torch.float64 else torch.complex64
+            cache.clear()
+            cache[key] = (((1 - zeta) / (1 + zeta)).to(cdt), (2 / (1 + zeta)).to(cdt))
+        return cache[key]
 
     def _diag_discrete(self):
         """S4D: (log Abar (H, M), Bbar (H, M)) complex."""
@@ -420,11 +431,12 @@ class S4(nn.Module):
         khat = self._nplr_khat(self._full(_cplx(self.C)), self._full(bp), L_)
         return torch.fft.irfft(khat, n=L_)[..., :L].transpose(0, 1).to(state.real.dtype)
 
-    def _apply_A_half(self, x):
+    def _apply_A_half(self, x, Lam=None, P=None):
         """First half of A_f x_f for a conjugate-symmetric x_f = [x, conj x]: x (..., H, M)."""
-        P = _cplx(self.P)  # (r, H, M)
+        P = _cplx(self.P) if P is None else P  # (r, H, M)
+        Lam = self._Lambda() if Lam is None else Lam
         q = 2 * (P.conj() * x.unsqueeze(-3)).sum(-1).real  # (..., r, H)
-        return self._Lambda() * x - (P * q.unsqueeze(-1).to(P.dtype)).sum(-3)
+        return Lam * x - (P * q.unsqueeze(-1).to(P.dtype)).sum(-3)
 
     def _final_state(self, u, s0):
         """State after the sequence: Abar^L s0 + sum_l Abar^{L-1-l} Bbar u_l, (B, H, M) complex."""
@@ -470,7 +482,7 @@ class S4(nn.Module):
             cache.update(Abar=torch.exp(x), Bbar=Bbar, C=_cplx(self.C).clone())
         else:
             M = self.d_state // 2
-            C = self.ssm_matrices().C[..., :M]
+            C = self.ssm_matrices().C[..., :M].contiguous()
             Lam, P, B, dt = self._Lambda(), _cplx(self.P), _cplx(self.B), self._dt()[:, None]
             d = 1 - dt / 2 * Lam  # diagonal of I - dt/2 Lambda
             # Woodbury for (I - dt/2 A_f)^-1 with A_f = Lambda_f - P_f P_f^*; the r x r core is real
@@ -479,8 +491,19 @@ class S4(nn.Module):
             r = P.shape[0]
             eye = torch.eye(r, dtype=S.dtype, device=S.device)
             core = torch.linalg.inv(2 / self._dt()[:, None, None] * eye + S)
-            cache.update(C=C, d=d, Pd=P / d, Pc=P.conj(), core=core, dt=dt, B=B)
-        cache["D"] = self.D.detach().clone()
+            cache.update(C=C, d=d, Pd=P / d, Pc=P.conj(), core=core, dt=dt, B=B, Lam=Lam, P=P)
+            if r == 1:
+                # flat inputs of the fused Triton step (kernels.ssm_step)
+                cache.update(k_a1=(dt / 2 * Lam).contiguous(), k_a2=(dt * B).contiguous(),
+                             k_inv_d=(1 / d).contiguous(), k_P=P[0].contiguous(),
+                             k_core=torch.cat([core[:, 0, 0], dt[:, 0] / 2]).contiguous())
+        cache["D"] = self.D.detach().clone().contiguous()
+        cache["dplr"] = self.mode == "nplr"
+        # fused one-launch step where Triton runs (rank-1 DPLR or diagonal); PyTorch ops otherwise
+        C = cache["C"]
+        cache["fused"] = (self.kernel_impl != "naive" and triton_available(C.device)
+                          and (self.mode == "diag" or "k_P" in cache)
+                          and (self.kernel_impl == "triton" or C.is_cuda))
         self._step_cache = cache
 
     def step(self, x_t: torch.Tensor, state: torch.Tensor):
@@ -497,11 +520,14 @@ class S4(nn.Module):
             self.setup_step()
         c = self._step_cache
         u = x_t.to(state.real.dtype)
+        if c["fused"] and not torch.is_grad_enabled():
+            y, s = ssm_step(u, state, c)
+            return y.reshape(u.shape[0], -1).to(x_t.dtype), s
         if self.mode == "diag":
             s = c["Abar"] * state + c["Bbar"] * u.unsqueeze(-1)
         else:
             dt = c["dt"]
-            y1 = state + dt / 2 * self._apply_A_half(state) + (dt * c["B"]) * u.unsqueeze(-1)
+            y1 = state + dt / 2 * self._apply_A_half(state, c["Lam"], c["P"]) + (dt * c["B"]) * u.unsqueeze(-1)
             q = 2 * (c["Pc"] * (y1 / c["d"]).unsqueeze(-3)).sum(-1).real  # (B, r, H)
             corr = torch.einsum("hij,bjh->bih", c["core"], q)
             s = y1 / c["d"] - (c["Pd"] * corr.unsqueeze(-1).to(state.dtype)).sum(-3)
