@@ -1,0 +1,141 @@
+"""``seqlab nape ...``: predict, train, eval and cache commands for GENNAPE."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+
+def _load_target(target: str, input_shape: str):
+    """``model.onnx`` -> CG; ``pkg.module:callable`` -> (module, example input) traced to a CG."""
+    import torch
+
+    from .graph import ComputationGraph
+
+    if target.endswith(".onnx"):
+        return ComputationGraph.from_onnx(target)
+    if target.endswith(".json"):
+        return ComputationGraph.load(target)
+    if ":" not in target:
+        raise ValueError(f"expected model.onnx, cg.json or module:callable, got {target!r}")
+    mod_name, fn_name = target.split(":", 1)
+    sys.path.insert(0, str(Path.cwd()))
+    obj = getattr(importlib.import_module(mod_name), fn_name)
+    made = obj() if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
+    if isinstance(made, tuple):  # the callable may return (module, example_input)
+        model, x = made
+    else:
+        model, x = made, torch.zeros(*[int(v) for v in input_shape.split(",")])
+    return ComputationGraph.from_module(model.eval(), x, name=target)
+
+
+def _cmd_predict(args) -> int:
+    from .predictor import GENNAPE, load_pretrained
+
+    model = GENNAPE.load(args.model) if args.model else load_pretrained()
+    from tqdm import tqdm
+
+    bar = tqdm(args.targets, desc="tracing", disable=len(args.targets) < 2)
+    graphs = [_load_target(t, args.input_shape) for t in bar]
+    if args.save_cg:
+        graphs[0].save(args.save_cg)
+    if args.draw:
+        graphs[0].draw(args.draw)
+    preds = model.predict(graphs)
+    for t, g, p in zip(args.targets, graphs, preds):
+        print(f"{t}\t{p:.2f}%\t({len(g)} ops, {g.flops() / 1e6:.1f} MFLOPs, {g.params() / 1e6:.3f} M params)")
+    return 0
+
+
+def _cmd_cache(args) -> int:
+    from . import data
+
+    for name in args.families.split(","):
+        fam = data.load_family(name, args.data)
+        gs = data.family_graphs(fam, workers=args.workers)
+        print(f"{name}: {len(gs)} CGs, {gs.offsets[-1] / max(len(gs), 1):.0f} ops on average -> {data.cache_dir()}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from . import data
+    from .predictor import GENNAPE, PRETRAINED
+
+    fams = data.training_families(args.data, args.families.split(","))
+    model = GENNAPE(device=args.device, ensemble=args.ensemble, epochs=args.epochs,
+                    pretrain_epochs=args.pretrain_epochs, max_graphs_per_family=args.max_graphs,
+                    batch_size=args.batch_size)
+    model.fit(fams, seed=args.seed)
+    out = Path(args.out or PRETRAINED)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from tqdm import tqdm
+
+    from . import data
+    from .metrics import all_metrics
+    from .predictor import GENNAPE, load_pretrained
+
+    model = GENNAPE.load(args.model) if args.model else load_pretrained()
+    for name in tqdm(args.families.split(","), desc="families"):
+        fam = data.load_family(name, args.data)
+        gs = data.family_graphs(fam)
+        m = all_metrics(model.predict(gs), fam.acc)
+        tqdm.write(f"{name:6s} n={m['n']:5d} SRCC {m['srcc']:.3f}  Kendall {m['kendall']:.3f}  "
+                   f"NDCG@10 {m['ndcg10']:.3f}  MAE {m['mae']:.2f}")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``seqlab nape {predict,train,eval,cache}`` to an argparse subparsers object."""
+    p = sub.add_parser("nape", help="GENNAPE neural architecture performance estimation")
+    nsub = p.add_subparsers(dest="nape_command", metavar="SUBCOMMAND")
+    fams = "nb201,macro,nb101"
+
+    q = nsub.add_parser("predict", help="predict accuracy of model.onnx / cg.json / module:callable")
+    q.add_argument("targets", nargs="+")
+    q.add_argument("--model", default=None, help="predictor checkpoint (default: the shipped one)")
+    q.add_argument("--input-shape", default="1,3,32,32", help="example input for module:callable")
+    q.add_argument("--save-cg", default=None, help="write the first CG as JSON")
+    q.add_argument("--draw", default=None, help="draw the first CG to a PNG")
+    q.set_defaults(func=_cmd_predict)
+
+    c = nsub.add_parser("cache", help="trace whole families into cached CGs")
+    c.add_argument("--families", default=fams)
+    c.add_argument("--data", default=None)
+    c.add_argument("--workers", type=int, default=1)
+    c.set_defaults(func=_cmd_cache)
+
+    t = nsub.add_parser("train", help="train GENNAPE on the labelled families and save it")
+    t.add_argument("--out", default=None, help="checkpoint path (default: the shipped predictor's path)")
+    t.add_argument("--families", default=fams)
+    t.add_argument("--data", default=None)
+    t.add_argument("--device", default=None)
+    t.add_argument("--ensemble", type=int, default=3)
+    t.add_argument("--epochs", type=int, default=25)
+    t.add_argument("--pretrain-epochs", type=int, default=5)
+    t.add_argument("--max-graphs", type=int, default=2048)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--seed", type=int, default=123)
+    t.set_defaults(func=_cmd_train)
+
+    e = nsub.add_parser("eval", help="score a predictor on the labelled families")
+    e.add_argument("--model", default=None)
+    e.add_argument("--families", default=fams)
+    e.add_argument("--data", default=None)
+    e.set_defaults(func=_cmd_eval)
+
+    p.set_defaults(func=lambda a: (p.print_help(), 0)[1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="seqlab")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)

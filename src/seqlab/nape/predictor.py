@@ -1,0 +1,481 @@
+"""The GENNAPE predictor: CG encoder + contrastive pretraining + fuzzy C-means mixture of MLP heads.
+
+Pipeline for each ensemble member (one seed):
+
+1. **Encoder**: input projection, then ``layers`` blocks of two ``torch_geometric`` ``GraphConv``
+   (k-GNN, Morris et al.) passes, one along the directed edges and one against them (a CG's input
+   node would otherwise never receive messages), with LayerNorm, ReLU and a residual; mean + max
+   pooling, concatenated with the graph-level features (log FLOPs/params/size, depth, op counts).
+2. **Contrastive pretraining** (NT-Xent, Chen et al. 2020): two dropout/feature-masked views of each
+   graph; the other view is a positive of weight 1, and every other graph in the batch is a soft
+   positive weighted by ``exp(-d^2 / median(d^2))`` where ``d`` is the L1 distance between the
+   graphs' normalised-Laplacian spectrum histograms.
+3. **Fuzzy C-means** (m = 2) over the pretrained embeddings; a frozen copy of the pretrained
+   encoder gives each graph its membership ``u`` (K clusters).
+4. **Heads**: K MLP heads on a trainable copy of the encoder; head k's squared error is weighted by
+   ``u_k^m`` (each head learns its cluster), the prediction is ``sum_k u_k head_k``; a pairwise
+   logistic ranking loss within each family is added.
+5. **FLOPs-based target transform**: within a family, accuracy is standardised
+   (``z = (acc - mu_f) / sd_f``) and the heads regress the residual
+   ``r = z - beta * (ln FLOPs - m_f) / FLOPS_SCALE``; a prediction is
+   ``beta * (ln FLOPs - m) / FLOPS_SCALE + r_hat`` (``m``: mean ln FLOPs of the graphs being predicted
+   together, so the FLOPs prior is relative to the batch). Percent = ``mu + sd * score`` with the
+   training families' pooled ``mu``/``sd`` (or the fine-tuning samples').
+
+Several seeds are averaged (``ensemble``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .data import GraphSet
+from .graph import GRAPH_FEATURES, NUM_NODE_FEATURES, ComputationGraph
+
+FLOPS_SCALE = 0.6  # ~ the std of ln(FLOPs) within a NAS family; fixed so one graph can be scored alone
+
+
+@dataclass
+class Config:
+    hidden: int = 64
+    layers: int = 4
+    dropout: float = 0.1
+    clusters: int = 3
+    fuzzy_m: float = 2.0
+    beta: float = 0.5
+    pretrain_epochs: int = 8
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    temperature: float = 0.2
+    rank_weight: float = 1.0
+    ensemble: int = 3
+    max_graphs_per_family: int = 4096  # subsample large families per epoch (CPU budget)
+
+
+# ----------------------------------------------------------------------------- batching
+class _Batches:
+    """Holds a GraphSet as tensors on ``device`` and cuts mini-batches out of it."""
+
+    def __init__(self, gs: GraphSet, device: torch.device):
+        self.gs = gs
+        self.device = device
+        self.x = torch.from_numpy(gs.x).to(device)
+        self.edges = torch.from_numpy(gs.edges).to(device)
+        self.g = torch.from_numpy(gs.g).to(device)
+        self.sig = torch.from_numpy(gs.sig).to(device)
+        self.off = gs.offsets
+        self.eoff = gs.eoff
+
+    def get(self, idx: np.ndarray):
+        """-> (x (n, F), edge_index (2, e), batch (n,), g (B, G), sig (B, S)) for graphs ``idx``."""
+        idx = np.asarray(idx)
+        n_nodes = self.off[idx + 1] - self.off[idx]
+        n_edges = self.eoff[idx + 1] - self.eoff[idx]
+        starts = np.concatenate([[0], np.cumsum(n_nodes)[:-1]])
+        estarts = np.concatenate([[0], np.cumsum(n_edges)[:-1]])
+        # vectorised gather of the graphs' node/edge ranges (no Python loop over graphs)
+        node_sel = np.repeat(self.off[idx] - starts, n_nodes) + np.arange(n_nodes.sum())
+        e_sel = np.repeat(self.eoff[idx] - estarts, n_edges) + np.arange(n_edges.sum())
+        e_shift = np.repeat(starts, n_edges)
+        dev = self.device
+        x = self.x[torch.from_numpy(node_sel).to(dev)]
+        ei = self.edges[:, torch.from_numpy(e_sel).to(dev)] + torch.from_numpy(e_shift).to(dev)
+        batch = torch.from_numpy(np.repeat(np.arange(len(idx)), n_nodes)).to(dev)
+        ii = torch.from_numpy(idx).to(dev)
+        return x, ei, batch, self.g[ii], self.sig[ii]
+
+
+# ----------------------------------------------------------------------------- modules
+class Encoder(nn.Module):
+    """CG encoder: node features ``(n, F)`` + edges ``(2, e)`` -> graph embedding ``(B, out_dim)``."""
+
+    def __init__(self, hidden: int = 64, layers: int = 4, dropout: float = 0.1):
+        super().__init__()
+        from torch_geometric.nn import GraphConv
+
+        self.inp = nn.Linear(NUM_NODE_FEATURES, hidden)
+        self.fwd = nn.ModuleList(GraphConv(hidden, hidden, aggr="add") for _ in range(layers))
+        self.bwd = nn.ModuleList(GraphConv(hidden, hidden, aggr="add") for _ in range(layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        self.dropout = dropout
+        self.out_dim = 2 * hidden + len(GRAPH_FEATURES)
+
+    def forward(self, x, edge_index, batch, g, num_graphs: int):
+        from torch_geometric.nn import global_max_pool, global_mean_pool
+
+        h = F.relu(self.inp(x))
+        rev = edge_index.flip(0)
+        for f, b, n in zip(self.fwd, self.bwd, self.norms):
+            # sum aggregation keeps fan-in information (how many branches meet at an add/concat);
+            # the 1/2 keeps the two directions' sum on the residual's scale
+            m = 0.5 * (f(h, edge_index) + b(h, rev))
+            h = h + F.dropout(F.relu(n(m)), self.dropout, self.training)
+        pooled = torch.cat([global_mean_pool(h, batch, num_graphs), global_max_pool(h, batch, num_graphs)], 1)
+        return torch.cat([pooled, g], 1)
+
+
+def _mlp(i: int, h: int, o: int, dropout: float = 0.0) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Dropout(dropout), nn.Linear(h, h // 2), nn.ReLU(),
+                         nn.Linear(h // 2, o))
+
+
+def fuzzy_cmeans(z: torch.Tensor, k: int, m: float = 2.0, iters: int = 100, seed: int = 0) -> torch.Tensor:
+    """Fuzzy C-means centroids, float ``(k, D)``, of points ``z`` float ``(N, D)``."""
+    gen = torch.Generator().manual_seed(seed)
+    c = z[torch.randperm(len(z), generator=gen)[:k].to(z.device)].clone()
+    for _ in range(iters):
+        u = memberships(z, c, m)
+        w = u.pow(m)
+        c = (w.T @ z) / w.sum(0)[:, None].clamp_min(1e-12)
+    return c
+
+
+def memberships(z: torch.Tensor, c: torch.Tensor, m: float = 2.0) -> torch.Tensor:
+    """Fuzzy memberships ``(N, k)`` (rows sum to 1) of points ``(N, D)`` to centroids ``(k, D)``."""
+    d2 = torch.cdist(z, c).pow(2).clamp_min(1e-12)
+    inv = d2.pow(-1.0 / (m - 1.0))
+    return inv / inv.sum(1, keepdim=True)
+
+
+class _Member(nn.Module):
+    """One ensemble member: frozen clustering encoder + centroids, trainable encoder + K heads."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.cluster_enc = Encoder(cfg.hidden, cfg.layers, cfg.dropout)
+        self.enc = Encoder(cfg.hidden, cfg.layers, cfg.dropout)
+        self.proj = nn.Sequential(nn.Linear(self.enc.out_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 32))
+        self.heads = nn.ModuleList(_mlp(self.enc.out_dim, 2 * cfg.hidden, 1, cfg.dropout)
+                                   for _ in range(cfg.clusters))
+        self.register_buffer("centroids", torch.zeros(cfg.clusters, self.enc.out_dim))
+        self.register_buffer("z_mean", torch.zeros(self.enc.out_dim))
+        self.register_buffer("z_std", torch.ones(self.enc.out_dim))
+
+    def member_u(self, x, ei, batch, g, n):
+        with torch.no_grad():
+            self.cluster_enc.eval()
+            z = (self.cluster_enc(x, ei, batch, g, n) - self.z_mean) / self.z_std
+            return memberships(z, self.centroids, self.cfg.fuzzy_m)
+
+    def forward(self, x, ei, batch, g, n, u=None):
+        """-> (mixed residual (B,), per-head outputs (B, K), memberships (B, K)); ``u`` if precomputed."""
+        if u is None:
+            u = self.member_u(x, ei, batch, g, n)
+        h = self.enc(x, ei, batch, g, n)
+        outs = torch.cat([head(h) for head in self.heads], 1)
+        return (u * outs).sum(1), outs, u
+
+
+def _nt_xent(z1, z2, sig, temperature):
+    """Spectrum-weighted NT-Xent over two views ``(B, D)``; ``sig`` ``(B, S)`` Laplacian histograms."""
+    b = len(z1)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    logits = z @ z.T / temperature
+    eye = torch.eye(2 * b, device=z.device, dtype=torch.bool)
+    logits = logits.masked_fill(eye, -1e9)
+    logp = F.log_softmax(logits, 1)
+    d = torch.cdist(sig, sig, p=1).pow(2)
+    w = torch.exp(-d / d[d > 0].median().clamp_min(1e-6)) if (d > 0).any() else torch.zeros_like(d)
+    w = w.repeat(2, 2)
+    idx = torch.arange(b, device=z.device)
+    w[idx, idx + b] = 1.0
+    w[idx + b, idx] = 1.0
+    w = w.masked_fill(eye, 0.0)
+    return -(w * logp).sum(1).div(w.sum(1)).mean()
+
+
+def _rank_loss(score, y):
+    """Pairwise logistic ranking loss over all pairs of one family's batch."""
+    ds = score[:, None] - score[None, :]
+    dy = y[:, None] - y[None, :]
+    mask = dy > 1e-6
+    if not mask.any():
+        return score.sum() * 0
+    return F.softplus(-ds[mask]).mean()
+
+
+# ----------------------------------------------------------------------------- predictor
+class GENNAPE:
+    """Generalised neural architecture performance estimator (see module docstring).
+
+    Args:
+        config: :class:`Config` fields as keyword arguments (``ensemble``, ``epochs``, ...).
+        device: torch device for training and inference (default: CUDA if available).
+    """
+
+    def __init__(self, device: str | None = None, **config):
+        self.cfg = Config(**config)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.members: list[_Member] = []
+        self.mu = 90.0  # percent-scale reference (pooled training families)
+        self.sd = 3.0
+        self.flops_ref = 18.0  # mean ln FLOPs of the training graphs (single-graph fallback)
+
+    # -------------------------------------------------------------- inputs
+    def _as_graphset(self, items) -> GraphSet:
+        if isinstance(items, GraphSet):
+            return items
+        if isinstance(items, ComputationGraph):
+            items = [items]
+        graphs = []
+        for it in items:
+            if isinstance(it, ComputationGraph):
+                graphs.append(it)
+            elif isinstance(it, (tuple, list)) and len(it) == 2 and isinstance(it[0], nn.Module):
+                graphs.append(ComputationGraph.from_module(it[0], it[1]))
+            else:
+                raise ValueError("predict expects ComputationGraphs or (nn.Module, example_input) pairs, "
+                                 f"got {type(it).__name__}")
+        if not graphs:
+            raise ValueError("nothing to predict")
+        return GraphSet.from_graphs(graphs)
+
+    def _flops_prior(self, gs: GraphSet, ref: float | None) -> np.ndarray:
+        lf = np.log(np.maximum(gs.flops, 1.0))
+        m = ref if ref is not None else (lf.mean() if len(lf) >= 2 else self.flops_ref)
+        return self.cfg.beta * (lf - m) / FLOPS_SCALE
+
+    # -------------------------------------------------------------- training
+    def fit(self, families: dict[str, tuple[GraphSet, np.ndarray]], seed: int = 0,
+            progress: bool = True) -> GENNAPE:
+        """Train on labelled families.
+
+        Args:
+            families: name -> (GraphSet of G graphs, accuracy float ``(G,)`` in percent).
+            seed: base seed (member i uses ``seed + i``).
+        Returns:
+            self.
+        """
+        from tqdm import tqdm
+
+        fams = []
+        mus, sds, lfs = [], [], []
+        for name, (gs, acc) in families.items():
+            acc = np.asarray(acc, dtype=np.float64)
+            if len(acc) != len(gs):
+                raise ValueError(f"family {name}: {len(gs)} graphs but {len(acc)} targets")
+            mu, sd = acc.mean(), acc.std() + 1e-6
+            z = (acc - mu) / sd
+            r = z - self._flops_prior(gs, None)
+            fams.append((name, _Batches(gs, self.device), z, r))
+            mus.append(mu)
+            sds.append(sd)
+            lfs.append(np.log(np.maximum(gs.flops, 1)).mean())
+        self.mu, self.sd, self.flops_ref = float(np.mean(mus)), float(np.mean(sds)), float(np.mean(lfs))
+        self.members = []
+        bar = tqdm(total=self.cfg.ensemble * (self.cfg.pretrain_epochs + self.cfg.epochs),
+                   desc="GENNAPE fit", disable=not progress)
+        for e in range(self.cfg.ensemble):
+            torch.manual_seed(seed + e)
+            rng = np.random.default_rng(seed + e)
+            mem = _Member(self.cfg).to(self.device)
+            self._pretrain(mem, fams, rng, bar)
+            self._cluster(mem, fams, seed + e)
+            self._regress(mem, fams, rng, self.cfg.epochs, self.cfg.lr, bar)
+            self.members.append(mem)
+        bar.close()
+        return self
+
+    def _epoch_batches(self, fams, rng):
+        """One epoch as a shuffled list of (family index, graph indices); each batch is one family."""
+        out = []
+        for fi, (_, b, _, _) in enumerate(fams):
+            n = len(b.gs)
+            idx = rng.permutation(n)[: self.cfg.max_graphs_per_family]
+            bs = self.cfg.batch_size
+            out += [(fi, idx[i:i + bs]) for i in range(0, len(idx), bs) if len(idx[i:i + bs]) >= 4]
+        rng.shuffle(out)
+        return out
+
+    def _pretrain(self, mem: _Member, fams, rng, bar):
+        if self.cfg.pretrain_epochs <= 0:
+            return
+        enc, proj = mem.cluster_enc, mem.proj
+        opt = torch.optim.AdamW(list(enc.parameters()) + list(proj.parameters()), lr=self.cfg.lr,
+                                weight_decay=1e-4)
+        enc.train()
+        for _ in range(self.cfg.pretrain_epochs):
+            for fi, idx in self._epoch_batches(fams, rng):
+                x, ei, batch, g, sig = fams[fi][1].get(idx)
+                n = len(idx)
+                views = []
+                for _v in range(2):
+                    # augmentation: feature masking (whole columns) + encoder dropout
+                    keep = (torch.rand(1, x.shape[1], device=x.device) > 0.1).float()
+                    views.append(proj(enc(x * keep, ei, batch, g, n)))
+                loss = _nt_xent(views[0], views[1], sig, self.cfg.temperature)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            bar.update(1)
+        mem.enc.load_state_dict(enc.state_dict())  # regression starts from the pretrained encoder
+
+    @torch.no_grad()
+    def _embed(self, enc: Encoder, b: _Batches, bs: int = 256) -> torch.Tensor:
+        enc.eval()
+        out = []
+        for i in range(0, len(b.gs), bs):
+            idx = np.arange(i, min(i + bs, len(b.gs)))
+            x, ei, batch, g, _ = b.get(idx)
+            out.append(enc(x, ei, batch, g, len(idx)))
+        return torch.cat(out)
+
+    def _cluster(self, mem: _Member, fams, seed: int):
+        zs = torch.cat([self._embed(mem.cluster_enc, b)[: self.cfg.max_graphs_per_family] for _, b, _, _ in fams])
+        mem.z_mean.copy_(zs.mean(0))
+        mem.z_std.copy_(zs.std(0).clamp_min(1e-3))
+        zn = (zs - mem.z_mean) / mem.z_std
+        mem.centroids.copy_(fuzzy_cmeans(zn, self.cfg.clusters, self.cfg.fuzzy_m, seed=seed))
+        for p in mem.cluster_enc.parameters():
+            p.requires_grad_(False)
+
+    def _regress(self, mem: _Member, fams, rng, epochs: int, lr: float, bar=None):
+        params = list(mem.enc.parameters()) + list(mem.heads.parameters())
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+        steps = max(1, epochs * len(self._epoch_batches(fams, np.random.default_rng(0))))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps + 1, pct_start=0.1)
+        # memberships come from the frozen pretrained encoder: compute them once per family
+        us = []
+        for _, b, _, _ in fams:
+            us.append(memberships((self._embed(mem.cluster_enc, b) - mem.z_mean) / mem.z_std, mem.centroids,
+                                  self.cfg.fuzzy_m))
+        mem.enc.train()
+        mem.heads.train()
+        for _ in range(epochs):
+            for fi, idx in self._epoch_batches(fams, rng):
+                _, b, z, r = fams[fi]
+                x, ei, batch, g, _ = b.get(idx)
+                rt = torch.as_tensor(r[idx], dtype=torch.float32, device=self.device)
+                zt = torch.as_tensor(z[idx], dtype=torch.float32, device=self.device)
+                mixed, outs, u = mem(x, ei, batch, g, len(idx), us[fi][torch.as_tensor(idx, device=self.device)])
+                w = u.pow(self.cfg.fuzzy_m)
+                mse = (w * (outs - rt[:, None]).pow(2)).sum(1).div(w.sum(1)).mean()
+                # ranking on the full score (FLOPs prior + residual) against the true order
+                prior = zt - rt
+                loss = mse + self.cfg.rank_weight * _rank_loss(mixed + prior, zt)
+                opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, 5.0)
+                opt.step()
+                sched.step()
+            if bar is not None:
+                bar.update(1)
+        mem.eval()
+
+    # -------------------------------------------------------------- inference
+    @torch.no_grad()
+    def score(self, items, flops_ref: float | None = None, batch_size: int = 256) -> np.ndarray:
+        """Standardised score, float64 ``(N,)``: higher = better; ``predict`` maps it to percent."""
+        if not self.members:
+            raise RuntimeError("GENNAPE is not trained: call fit() or load()")
+        gs = self._as_graphset(items)
+        b = _Batches(gs, self.device)
+        res = np.zeros(len(gs))
+        for mem in self.members:
+            mem.eval()
+            out = []
+            for i in range(0, len(gs), batch_size):
+                idx = np.arange(i, min(i + batch_size, len(gs)))
+                x, ei, batch, g, _ = b.get(idx)
+                out.append(mem(x, ei, batch, g, len(idx))[0].double().cpu())
+            res += torch.cat(out).numpy()
+        return res / len(self.members) + self._flops_prior(gs, flops_ref)
+
+    def predict(self, items, batch_size: int = 256) -> np.ndarray:
+        """Predicted accuracy in percent, float64 ``(N,)`` clipped to [0, 100].
+
+        Args:
+            items: a ``ComputationGraph``, a sequence of them, ``(nn.Module, example_input)`` pairs,
+                or a ``GraphSet``. Graphs predicted together share the FLOPs reference (their mean
+                ln FLOPs), so pass one family's networks in one call.
+        """
+        s = self.score(items, batch_size=batch_size)
+        return np.clip(self.mu + self.sd * s, 0.0, 100.0)
+
+    def fine_tune(self, graphs, targets: Sequence[float], n: int = 50, epochs: int = 60, lr: float = 1e-3,
+                  seed: int = 0) -> GENNAPE:
+        """Adapt to a new family from ``n`` labelled samples (random ``n`` of those given), in place.
+
+        Args:
+            graphs: CGs / (module, input) pairs / GraphSet; targets: accuracy in percent, ``(len(graphs),)``.
+        Returns:
+            self, with the percent scale set from the samples' mean/std.
+        """
+        gs = self._as_graphset(graphs)
+        y = np.asarray(targets, dtype=np.float64)
+        if len(y) != len(gs):
+            raise ValueError(f"{len(gs)} graphs but {len(y)} targets")
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(gs), size=min(n, len(gs)), replace=False) if len(gs) > n else np.arange(len(gs))
+        gs, y = gs.select(idx), y[idx]
+        mu, sd = y.mean(), y.std() + 1e-6
+        z = (y - mu) / sd
+        r = z - self._flops_prior(gs, None)
+        fams = [("finetune", _Batches(gs, self.device), z, r)]
+        old_bs = self.cfg.batch_size
+        self.cfg.batch_size = min(old_bs, len(gs))
+        try:
+            for e, mem in enumerate(self.members):
+                self._regress(mem, fams, np.random.default_rng(seed + e), epochs, lr)
+        finally:
+            self.cfg.batch_size = old_bs
+        self.mu, self.sd = float(mu), float(sd)
+        return self
+
+    # -------------------------------------------------------------- persistence
+    def state(self) -> dict:
+        return {"format": "seqlab-gennape/1", "config": asdict(self.cfg), "mu": self.mu, "sd": self.sd,
+                "flops_ref": self.flops_ref, "members": [
+                    {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
+                     for k, v in m.state_dict().items() if not k.startswith("proj.")}
+                    for m in self.members]}
+
+    def save(self, path: str | Path) -> None:
+        """Save weights (float16) and settings to ``path`` (``torch.save`` format)."""
+        torch.save(self.state(), path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> GENNAPE:
+        """Load a predictor written by :meth:`save`; ``ValueError`` if the file is not one."""
+        try:
+            st = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"{path}: not a GENNAPE checkpoint ({exc})") from exc
+        if not isinstance(st, dict) or st.get("format") != "seqlab-gennape/1":
+            raise ValueError(f"{path}: not a GENNAPE checkpoint")
+        model = cls(device=device, **st["config"])
+        model.mu, model.sd, model.flops_ref = st["mu"], st["sd"], st["flops_ref"]
+        for sd in st["members"]:
+            mem = _Member(model.cfg)
+            missing, unexpected = mem.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                                      for k, v in sd.items()}, strict=False)
+            if unexpected or any(not k.startswith("proj.") for k in missing):
+                raise ValueError(f"{path}: checkpoint does not match the model ({missing[:3]}, {unexpected[:3]})")
+            model.members.append(mem.to(model.device).eval())
+        return model
+
+
+PRETRAINED = Path(__file__).parent / "pretrained" / "gennape.pt"
+
+
+def load_pretrained(device: str | None = None) -> GENNAPE:
+    """The shipped predictor (trained by ``seqlab nape train`` on NB-201, NAS-Bench-Macro and NB-101)."""
+    if not PRETRAINED.exists():
+        raise FileNotFoundError(f"{PRETRAINED} missing: run `seqlab nape train --out {PRETRAINED}`")
+    return GENNAPE.load(PRETRAINED, device=device)
+
+
+def _unused():  # keep imports referenced for linters when optional paths are trimmed
+    return math, warnings, copy
