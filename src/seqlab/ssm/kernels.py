@@ -152,10 +152,11 @@ if HAS_TRITON:
         mask_n = offs_n < N
         wr = tl.load(W + 2 * (h * N + offs_n), mask=mask_n, other=0.0)
         wi = tl.load(W + 2 * (h * N + offs_n) + 1, mask=mask_n, other=0.0)
-        a1r = tl.zeros([BLOCK_N], dtype=wr.dtype)
-        a1i = tl.zeros([BLOCK_N], dtype=wr.dtype)
-        a2r = tl.zeros([BLOCK_N], dtype=wr.dtype)
-        a2i = tl.zeros([BLOCK_N], dtype=wr.dtype)
+        # 2-D accumulators, reduced over L once at the end (no cross-lane reduction per tile)
+        a1r = tl.zeros([BLOCK_N, BLOCK_L], dtype=wr.dtype)
+        a1i = tl.zeros([BLOCK_N, BLOCK_L], dtype=wr.dtype)
+        a2r = tl.zeros([BLOCK_N, BLOCK_L], dtype=wr.dtype)
+        a2i = tl.zeros([BLOCK_N, BLOCK_L], dtype=wr.dtype)
         l_start = split * L_CHUNK
         l_end = tl.minimum(l_start + L_CHUNK, L)
         for l0 in range(l_start, l_end, BLOCK_L):
@@ -175,15 +176,15 @@ if HAS_TRITON:
             ei = di * inv
             e2r = er * er - ei * ei
             e2i = 2.0 * er * ei
-            a1r += tl.sum(gr[None, :] * er - gi[None, :] * ei, axis=1)
-            a1i += tl.sum(gr[None, :] * ei + gi[None, :] * er, axis=1)
-            a2r += tl.sum(gr[None, :] * e2r - gi[None, :] * e2i, axis=1)
-            a2i += tl.sum(gr[None, :] * e2i + gi[None, :] * e2r, axis=1)
+            a1r += gr[None, :] * er - gi[None, :] * ei
+            a1i += gr[None, :] * ei + gi[None, :] * er
+            a2r += gr[None, :] * e2r - gi[None, :] * e2i
+            a2i += gr[None, :] * e2i + gi[None, :] * e2r
         base = split * ROWS * N + row * N + offs_n
-        tl.store(T1 + 2 * base, a1r, mask=mask_n)
-        tl.store(T1 + 2 * base + 1, a1i, mask=mask_n)
-        tl.store(T2 + 2 * base, a2r, mask=mask_n)
-        tl.store(T2 + 2 * base + 1, a2i, mask=mask_n)
+        tl.store(T1 + 2 * base, tl.sum(a1r, axis=1), mask=mask_n)
+        tl.store(T1 + 2 * base + 1, tl.sum(a1i, axis=1), mask=mask_n)
+        tl.store(T2 + 2 * base, tl.sum(a2r, axis=1), mask=mask_n)
+        tl.store(T2 + 2 * base + 1, tl.sum(a2i, axis=1), mask=mask_n)
 
     @triton.jit
     def _vand_fwd_kernel(V, X, OUT, H, N, L, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
@@ -218,10 +219,10 @@ if HAS_TRITON:
         mask_n = offs_n < N
         xr = tl.load(X + 2 * (h * N + offs_n), mask=mask_n, other=0.0)
         xi = tl.load(X + 2 * (h * N + offs_n) + 1, mask=mask_n, other=0.0)
-        a1r = tl.zeros([BLOCK_N], dtype=xr.dtype)
-        a1i = tl.zeros([BLOCK_N], dtype=xr.dtype)
-        a2r = tl.zeros([BLOCK_N], dtype=xr.dtype)
-        a2i = tl.zeros([BLOCK_N], dtype=xr.dtype)
+        a1r = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        a1i = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        a2r = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        a2i = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
         l_start = split * L_CHUNK
         l_end = tl.minimum(l_start + L_CHUNK, L)
         for l0 in range(l_start, l_end, BLOCK_L):
@@ -233,15 +234,15 @@ if HAS_TRITON:
             ph = xi[:, None] * ell[None, :]
             cr = mag * tl.cos(ph)
             ci = -mag * tl.sin(ph)
-            a1r += tl.sum(cr, axis=1)
-            a1i += tl.sum(ci, axis=1)
-            a2r += tl.sum(cr * ell[None, :], axis=1)
-            a2i += tl.sum(ci * ell[None, :], axis=1)
+            a1r += cr
+            a1i += ci
+            a2r += cr * ell[None, :]
+            a2i += ci * ell[None, :]
         base = split * ROWS * N + row * N + offs_n
-        tl.store(T1 + 2 * base, a1r, mask=mask_n)
-        tl.store(T1 + 2 * base + 1, a1i, mask=mask_n)
-        tl.store(T2 + 2 * base, a2r, mask=mask_n)
-        tl.store(T2 + 2 * base + 1, a2i, mask=mask_n)
+        tl.store(T1 + 2 * base, tl.sum(a1r, axis=1), mask=mask_n)
+        tl.store(T1 + 2 * base + 1, tl.sum(a1i, axis=1), mask=mask_n)
+        tl.store(T2 + 2 * base, tl.sum(a2r, axis=1), mask=mask_n)
+        tl.store(T2 + 2 * base + 1, tl.sum(a2i, axis=1), mask=mask_n)
 
 
 if HAS_TRITON:

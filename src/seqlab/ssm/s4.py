@@ -181,6 +181,8 @@ class S4(nn.Module):
         self.D = nn.Parameter(torch.randn(channels, H, **fkw))
         # NPLR kernel length that C~ refers to (0: none yet; C~ then *is* C, i.e. L = infinity).
         self.register_buffer("kernel_length", torch.tensor(l_max or 0, dtype=torch.long), persistent=True)
+        # host copy of kernel_length: reading the (possibly CUDA) buffer would sync the device every forward
+        self._klen = int(l_max or 0)
         self._step_cache = None
 
     # ------------------------------------------------------------------ basic quantities
@@ -212,11 +214,16 @@ class S4(nn.Module):
         Bbar = torch.linalg.solve(eye - half, (dt[:, None] * B).unsqueeze(-1)).squeeze(-1)
         return A, Abar, Bbar, B, dt
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._klen = int(self.kernel_length)
+        self._step_cache = None
+
     # ------------------------------------------------------------------ kernel length (NPLR C~)
     @torch.no_grad()
     def _set_length(self, L: int) -> None:
         """Re-express C~ for a kernel length >= L, keeping the actual C fixed (NPLR only)."""
-        cur = int(self.kernel_length)
+        cur = self._klen
         if self.mode != "nplr" or (cur >= L and cur > 0):
             return
         new = L if cur == 0 else cur
@@ -236,6 +243,7 @@ class S4(nn.Module):
         M = self.d_state // 2
         self.C.copy_(torch.view_as_real(Ct[..., :M].to(_cplx(self.C).dtype)))
         self.kernel_length.fill_(new)
+        self._klen = new
         self._step_cache = None
 
     def _check_length(self, L) -> int:
@@ -320,7 +328,7 @@ class S4(nn.Module):
             v = _cplx(self.C) * Bbar
             return vandermonde(v, x, L, impl=self._impl(v))
         self._set_length(L)
-        L_ = int(self.kernel_length)
+        L_ = self._klen
         Ct_f = self._full(_cplx(self.C))
         B_f = self._full(_cplx(self.B))[None]
         khat = self._nplr_khat(Ct_f, B_f, L_)[:, 0]
@@ -342,7 +350,7 @@ class S4(nn.Module):
                                D, dt, self.disc, True)
         A, Abar, _, B, _ = self._dense_full()
         C = self._full(_cplx(self.C)).to(A.dtype)
-        L = int(self.kernel_length)
+        L = self._klen
         if L > 0:
             eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
             IA = eye - torch.linalg.matrix_power(Abar, L)  # (H, N, N)
@@ -423,7 +431,7 @@ class S4(nn.Module):
             ks = vandermonde(v, x, L, impl=self._impl(v))
             return ks.reshape(C.shape[0], Bsz, self.d_model, L).transpose(0, 1)
         self._set_length(L)
-        L_ = int(self.kernel_length)
+        L_ = self._klen
         # C Abar^k (Abar s) has generating function C~ (I - Abar z)^-1 (I - dt/2 A)^-1 dt b' with
         # b' = (I + dt/2 A) s / dt, i.e. the ordinary kernel with B replaced by b'.
         dt = self._dt()[:, None]
