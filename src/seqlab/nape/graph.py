@@ -130,7 +130,11 @@ class Node:
     name: str = ""
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, "", 1, False) or k == "op"}
+        # omit fields at their defaults (compact JSON); `is`-free comparison would drop bias=True == 1
+        defaults = {"in_shape": None, "out_shape": None, "weight_shape": None, "kernel": None, "stride": 1,
+                    "groups": 1, "bias": False, "name": ""}
+        return {k: v for k, v in self.__dict__.items()
+                if k == "op" or type(v) is not type(defaults[k]) or v != defaults[k]}
 
     @classmethod
     def from_dict(cls, d: dict) -> Node:

@@ -64,8 +64,9 @@ def nb201_from_naslib(ops: tuple[int, ...] | str) -> str:
         ops = tuple(int(v) for v in re.findall(r"-?\d+", ops))
     if len(ops) != 6:
         raise ValueError(f"NASLib NB-201 tuple needs 6 ops: {ops}")
-    names = [NASLIB_NB201_OPS[i] for i in ops]
-    return f"|{names[0]}~0|+|{names[1]}~0|{names[2]}~1|+|{names[3]}~0|{names[4]}~1|{names[5]}~2|"
+    # NASLib orders the edges (0,1), (0,2), (0,3), (1,2), (1,3), (2,3)
+    n = [NASLIB_NB201_OPS[i] for i in ops]
+    return f"|{n[0]}~0|+|{n[1]}~0|{n[3]}~1|+|{n[2]}~0|{n[4]}~1|{n[5]}~2|"
 
 
 class NB201Cell(nn.Module):
