@@ -397,11 +397,14 @@ def environment(device) -> dict:
         env["triton"] = triton.__version__
     except ImportError:
         env["triton"] = None
-    try:
-        env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                           cwd=os.path.dirname(__file__), timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        env["git_commit"] = None
+    commit = os.environ.get("SEQLAB_GIT_COMMIT")  # set by the caller where the tree has no git metadata
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    cwd=os.path.dirname(__file__), timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = ""
+    env["git_commit"] = commit if len(commit) == 40 and all(c in "0123456789abcdef" for c in commit) else None
     return env
 
 
