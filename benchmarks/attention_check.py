@@ -130,6 +130,12 @@ def main(argv=None):
         return 2
     t0 = time.time()
     rows = []
+
+    def dump(partial=True):
+        with open(args.out, "w") as f:
+            json.dump({"info": run_info(), "partial": partial, "n_cases": len(rows),
+                       "n_pass": sum(r["pass"] for r in rows), "cases": rows}, f, indent=1)
+
     seqlens = [(1, 1), (113, 113), (257, 1000), (1000, 257), (2048, 2048), (4096, 4096)]
     if not args.quick:
         seqlens += [(8192, 8192), (16384, 16384)]
@@ -143,6 +149,7 @@ def main(argv=None):
                     print(f"{rows[-1]['dtype']} d={d} causal={causal} {sq}x{sk}: "
                           f"{'pass' if rows[-1]['pass'] else 'FAIL'} out={rows[-1]['out']['max_err']:.2e} "
                           f"(pt {rows[-1]['out']['pt_max_err']:.2e})", flush=True)
+                    dump()
     extra = [
         dict(batch=2, seqlen_q=1000, seqlen_k=1000, nheads=8, nheads_k=2, d=128, dtype=torch.bfloat16, causal=True),
         dict(batch=2, seqlen_q=1000, seqlen_k=1000, nheads=8, nheads_k=1, d=64, dtype=torch.bfloat16),

@@ -15,6 +15,7 @@ from .interface import (
     flash_attn_varlen_kvpacked_func,
     flash_attn_varlen_qkvpacked_func,
 )
+from .kvcache import flash_attn_with_kvcache
 from .modules import MultiheadAttention
 from .ops import use_backend
 from .reference import attention_flops, attention_ref
@@ -26,6 +27,7 @@ __all__ = [
     "flash_attn_varlen_func",
     "flash_attn_varlen_qkvpacked_func",
     "flash_attn_varlen_kvpacked_func",
+    "flash_attn_with_kvcache",
     "MultiheadAttention",
     "attention_ref",
     "attention_flops",
