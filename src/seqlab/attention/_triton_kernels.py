@@ -71,10 +71,17 @@ def _bias_and_mask(s, i2d, j2d, k_len, diag, slope, window_left, window_right,
 
 
 @triton.jit
-def _full_range(m0, lo, hi, k_len, diag, window_left, window_right, BLOCK_M: tl.constexpr,
-                BLOCK_N: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr):
-    """Within key blocks [lo, hi) seen by query rows [m0, m0 + BLOCK_M), the sub-range [full_lo, full_hi)
-    of blocks that every row sees completely, so no mask is needed there. lo is a multiple of BLOCK_N."""
+def _key_blocks(m0, k_len, diag, window_left, window_right, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr):
+    """Key range seen by query rows [m0, m0 + BLOCK_M): returns (lo, full_lo, full_hi, hi) where blocks in
+    [full_lo, full_hi) are seen completely by every row (no mask needed) and the edges [lo, full_lo),
+    [full_hi, hi) need the window/length mask. lo and full_lo/full_hi are multiples of BLOCK_N."""
+    lo = 0
+    hi = k_len
+    if HAS_RIGHT:
+        hi = tl.minimum(hi, m0 + BLOCK_M + diag + window_right)
+    if HAS_LEFT:
+        lo = (tl.maximum(0, m0 + diag - window_left) // BLOCK_N) * BLOCK_N
     full_hi = (k_len // BLOCK_N) * BLOCK_N
     if HAS_RIGHT:
         full_hi = tl.minimum(full_hi, ((m0 + diag + window_right + 1) // BLOCK_N) * BLOCK_N)
@@ -84,7 +91,7 @@ def _full_range(m0, lo, hi, k_len, diag, window_left, window_right, BLOCK_M: tl.
         full_lo = tl.maximum(lo, ((first + BLOCK_N - 1) // BLOCK_N) * BLOCK_N)
     full_lo = tl.minimum(full_lo, hi)
     full_hi = tl.maximum(tl.minimum(full_hi, hi), full_lo)
-    return full_lo, full_hi
+    return lo, full_lo, full_hi, hi
 
 
 @triton.jit
@@ -209,14 +216,8 @@ def _attn_fwd(
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     if HAS_LEFT or HAS_RIGHT or MASK_N:
-        lo = 0
-        hi = k_len
-        if HAS_RIGHT:
-            hi = tl.minimum(hi, m0 + BLOCK_M + diag + window_right)
-        if HAS_LEFT:
-            lo = (tl.maximum(0, m0 + diag - window_left) // BLOCK_N) * BLOCK_N
-        full_lo, full_hi = _full_range(m0, lo, hi, k_len, diag, window_left, window_right, BLOCK_M, BLOCK_N,
-                                       HAS_LEFT, HAS_RIGHT)
+        lo, full_lo, full_hi, hi = _key_blocks(m0, k_len, diag, window_left, window_right, BLOCK_M, BLOCK_N,
+                                               HAS_LEFT, HAS_RIGHT)
         # Edge blocks are masked; the interior runs without mask arithmetic.
         acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d,
                                    k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p,
@@ -471,14 +472,8 @@ def _attn_bwd_dq(
     bh = b * nheads + h
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     if HAS_LEFT or HAS_RIGHT or MASK_N:
-        lo = 0
-        hi = k_len
-        if HAS_RIGHT:
-            hi = tl.minimum(hi, m0 + BLOCK_M + diag + window_right)
-        if HAS_LEFT:
-            lo = (tl.maximum(0, m0 + diag - window_left) // BLOCK_N) * BLOCK_N
-        full_lo, full_hi = _full_range(m0, lo, hi, k_len, diag, window_left, window_right, BLOCK_M, BLOCK_N,
-                                       HAS_LEFT, HAS_RIGHT)
+        lo, full_lo, full_hi, hi = _key_blocks(m0, k_len, diag, window_left, window_right, BLOCK_M, BLOCK_N,
+                                               HAS_LEFT, HAS_RIGHT)
         dq = _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d, k_len,
                        diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, lo, full_lo,
                        HEAD_DIM, BLOCK_D, BLOCK_N, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
