@@ -28,7 +28,7 @@ import torch
 
 from seqlab.nape import data
 from seqlab.nape.metrics import all_metrics
-from seqlab.nape.predictor import GENNAPE
+from seqlab.nape.predictor import GENNAPE, select_beta
 
 
 def load_all(folder, progress=True):
@@ -65,6 +65,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ship", default=None, help="also train on all families and save the predictor here")
     ap.add_argument("--ship-ensemble", type=int, default=3)
     ap.add_argument("--ship-epochs", type=int, default=25)
+    ap.add_argument("--betas", default="0.25,0.5,1,2,4",
+                    help="FLOPs-prior weights tried by inner leave-one-family-out on the training families")
+    ap.add_argument("--select-epochs", type=int, default=15)
     args = ap.parse_args(argv)
     if args.quick:
         args.ensemble, args.epochs, args.pretrain_epochs, args.max_graphs, args.draws = 1, 1, 1, 64, 2
@@ -90,6 +93,17 @@ def main(argv=None) -> int:
         results["sanity"][n] = {"srcc_cg_flops_vs_file_flops": all_metrics(graphs[n].flops, f.flops, False)["srcc"],
                                 "srcc_cg_flops_vs_acc": all_metrics(graphs[n].flops, f.acc, False)["srcc"]}
 
+    betas = tuple(float(b) for b in args.betas.split(","))
+    sel_cfg = dict(cfg, epochs=args.select_epochs, pretrain_epochs=min(3, args.pretrain_epochs))
+    results["beta_selection"] = {}
+
+    def choose(train, key):
+        if len(betas) == 1:
+            return betas[0]
+        b, scores = select_beta(train, betas, device=device, **sel_cfg)
+        results["beta_selection"][key] = {"beta": b, "inner_lofo_srcc": {str(k): v for k, v in scores.items()}}
+        return b
+
     def save():
         results["meta"]["elapsed_s"] = round(time.time() - t_start, 1)
         (out / "nape.json").write_text(json.dumps(results, indent=2))
@@ -97,9 +111,9 @@ def main(argv=None) -> int:
 
     if args.ship:
         t0 = time.time()
-        ship_cfg = dict(cfg, ensemble=args.ship_ensemble, epochs=args.ship_epochs)
-        model = GENNAPE(device=device, **ship_cfg).fit(train_set(data.FAMILIES, fams, graphs, masks), seed=123,
-                                                     progress=False)
+        all_train = train_set(data.FAMILIES, fams, graphs, masks)
+        ship_cfg = dict(cfg, ensemble=args.ship_ensemble, epochs=args.ship_epochs, beta=choose(all_train, "ship"))
+        model = GENNAPE(device=device, **ship_cfg).fit(all_train, seed=123, progress=False)
         Path(args.ship).parent.mkdir(parents=True, exist_ok=True)
         model.save(args.ship)
         results["meta"]["ship"] = {"path": str(args.ship), "config": ship_cfg, "train_s": round(time.time() - t0, 1),
@@ -121,15 +135,17 @@ def main(argv=None) -> int:
             m = masks["nb101"]
             base["flops (consistent cells)"] = all_metrics(f.flops[m], f.acc[m], False)
         results["baselines"][held] = base
-        # GENNAPE zero-shot
-        model = GENNAPE(device=device, **cfg).fit(train, seed=0, progress=False)
+        # GENNAPE zero-shot (beta chosen on the training families only)
+        beta = choose(train, held)
+        model = GENNAPE(device=device, **dict(cfg, beta=beta)).fit(train, seed=0, progress=False)
         p = model.predict(gs)
         preds[held] = p
         res["GENNAPE"] = all_metrics(p, f.acc)
         if held == "nb101":
             res["GENNAPE (consistent cells)"] = all_metrics(p[masks["nb101"]], f.acc[masks["nb101"]])
         # plain GNN: no contrastive pretraining, a single head (no fuzzy clustering)
-        plain = GENNAPE(device=device, **dict(cfg, pretrain_epochs=0, clusters=1)).fit(train, seed=0, progress=False)
+        plain = GENNAPE(device=device, **dict(cfg, beta=beta, pretrain_epochs=0, clusters=1)).fit(
+            train, seed=0, progress=False)
         res["GNN (no CL, 1 head)"] = all_metrics(plain.predict(gs), f.acc)
         results["zero_shot"][held] = res
         save()
@@ -182,6 +198,10 @@ def markdown(r: dict) -> str:
     for n, s in r["sanity"].items():
         lines.append(f"- {n}: SRCC(CG FLOPs, file FLOPs) = {s['srcc_cg_flops_vs_file_flops']:.3f}; "
                      f"SRCC(CG FLOPs, accuracy) = {s['srcc_cg_flops_vs_acc']:.3f}")
+    if r.get("beta_selection"):
+        lines += ["", "FLOPs-prior weight chosen by inner leave-one-family-out on the training families:", ""]
+        for k, v in r["beta_selection"].items():
+            lines.append(f"- {k}: beta = {v['beta']} (inner SRCC {v['inner_lofo_srcc']})")
     if "ship" in r["meta"]:
         lines += ["", f"Shipped predictor: {r['meta']['ship']}"]
     return "\n".join(lines) + "\n"

@@ -61,6 +61,7 @@ class Config:
     rank_weight: float = 1.0
     ensemble: int = 3
     max_graphs_per_family: int = 4096  # subsample large families per epoch (CPU budget)
+    rank_targets: bool = True  # Gaussianised within-family ranks instead of z-scores (robust to outliers)
 
 
 # ----------------------------------------------------------------------------- batching
@@ -242,6 +243,15 @@ class GENNAPE:
             raise ValueError("nothing to predict")
         return GraphSet.from_graphs(graphs)
 
+    def _standardise(self, acc: np.ndarray) -> np.ndarray:
+        """Within-family target: z-score, or (``rank_targets``) the normal quantile of the rank, which
+        ignores how far the family's failed networks (10-60 %) sit from the rest."""
+        if self.cfg.rank_targets:
+            from scipy.stats import norm, rankdata
+
+            return norm.ppf((rankdata(acc) - 0.5) / len(acc))
+        return (acc - acc.mean()) / (acc.std() + 1e-6)
+
     def _flops_prior(self, gs: GraphSet, ref: float | None) -> np.ndarray:
         lf = np.log(np.maximum(gs.flops, 1.0))
         m = ref if ref is not None else (lf.mean() if len(lf) >= 2 else self.flops_ref)
@@ -267,7 +277,7 @@ class GENNAPE:
             if len(acc) != len(gs):
                 raise ValueError(f"family {name}: {len(gs)} graphs but {len(acc)} targets")
             mu, sd = acc.mean(), acc.std() + 1e-6
-            z = (acc - mu) / sd
+            z = self._standardise(acc)
             r = z - self._flops_prior(gs, None)
             fams.append((name, _Batches(gs, self.device), z, r))
             mus.append(mu)
@@ -421,7 +431,7 @@ class GENNAPE:
         idx = rng.choice(len(gs), size=min(n, len(gs)), replace=False) if len(gs) > n else np.arange(len(gs))
         gs, y = gs.select(idx), y[idx]
         mu, sd = y.mean(), y.std() + 1e-6
-        z = (y - mu) / sd
+        z = self._standardise(y)
         r = z - self._flops_prior(gs, None)
         fams = [("finetune", _Batches(gs, self.device), z, r)]
         old_bs = self.cfg.batch_size
@@ -465,6 +475,34 @@ class GENNAPE:
                 raise ValueError(f"{path}: checkpoint does not match the model ({missing[:3]}, {unexpected[:3]})")
             model.members.append(mem.to(model.device).eval())
         return model
+
+
+def select_beta(families: dict[str, tuple[GraphSet, np.ndarray]], candidates=(0.25, 0.5, 1.0, 2.0, 4.0),
+                device: str | None = None, seed: int = 0, min_val: int = 100, **config) -> tuple[float, dict]:
+    """Choose the FLOPs-prior weight ``beta`` by leave-one-family-out *within* the training families.
+
+    For each candidate, a one-member predictor is trained on all but one training family and scored
+    (SRCC) on the left-out one (families with fewer than ``min_val`` graphs are only trained on); the
+    candidate with the best mean SRCC wins. The evaluated (held-out) family is never seen.
+
+    Returns:
+        (best beta, {beta: mean SRCC}).
+    """
+    from .metrics import srcc
+
+    names = [n for n in families if len(families[n][0]) >= min_val]
+    if len(families) < 2 or not names:
+        return Config().beta, {}
+    scores = {}
+    for b in candidates:
+        vals = []
+        for held in names:
+            train = {n: families[n] for n in families if n != held}
+            m = GENNAPE(device=device, **dict(config, beta=b, ensemble=1)).fit(train, seed=seed, progress=False)
+            vals.append(srcc(m.score(families[held][0]), families[held][1]))
+        scores[b] = float(np.mean(vals))
+    best = max(scores, key=scores.get)
+    return best, scores
 
 
 PRETRAINED = Path(__file__).parent / "pretrained" / "gennape.pt"
