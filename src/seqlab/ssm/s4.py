@@ -63,6 +63,21 @@ class SSMMatrices(NamedTuple):
     disc: str
     halved: bool
 
+    def __getitem__(self, key):
+        """Index by position (tuple) or by field name (``m['A']``, like a dict)."""
+        if isinstance(key, str):
+            return getattr(self, key)
+        return tuple.__getitem__(self, key)
+
+    def keys(self):
+        """Field names, so ``dict(m)``-style access works."""
+        return self._fields
+
+    @property
+    def delta(self) -> torch.Tensor:
+        """Alias of ``dt``."""
+        return self.dt
+
 
 def _cplx(p: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(p)
@@ -129,6 +144,12 @@ class S4(nn.Module):
             raise ValueError(f"d_state must be even (conjugate pairs), got {d_state}")
         if l_max is not None and (isinstance(l_max, bool) or not isinstance(l_max, int) or l_max < 1):
             raise ValueError(f"l_max must be None or a positive int, got {l_max!r}")
+        if isinstance(init, str):
+            # accept the paper's names too: 'S4D-Lin', 'diag-inv', 'hippo-legs' ...
+            init = init.lower()
+            for prefix in ("s4d-", "s4d_", "diag-", "diag_", "hippo-", "hippo_"):
+                if init.startswith(prefix):
+                    init = init[len(prefix):]
         if mode not in ("nplr", "diag"):
             raise ValueError(f"mode must be 'nplr' or 'diag', got {mode!r}")
         if disc is None:
@@ -524,7 +545,7 @@ class S4(nn.Module):
             shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
             raise ValueError(f"x_t must be (batch, d_model={self.d_model}), got {shape}")
         self._check_state(state, x_t.shape[0])
-        if self._step_cache is None:
+        if self._step_cache is None or self._step_cache["C"].dtype != state.dtype:
             self.setup_step()
         c = self._step_cache
         u = x_t.to(state.real.dtype)
