@@ -344,3 +344,15 @@ def test_shipped_predictor_if_present():
     p = model.predict(graphs)
     assert np.isfinite(p).all() and (p >= 0).all() and (p <= 100).all()
     assert p[1] > p[0]  # the biggest MobileNetV2 net beats the identity-only one
+
+
+def test_select_beta_uses_only_training_families():
+    from seqlab.nape.predictor import select_beta
+
+    gs_a, y_a, _ = _toy_family(24, 0, [4, 8])
+    gs_b, y_b, _ = _toy_family(24, 1, [6, 12])
+    best, scores = select_beta({"a": (gs_a, y_a), "b": (gs_b, y_b)}, candidates=(0.5, 4.0), min_val=10,
+                               device="cpu", epochs=2, pretrain_epochs=1, batch_size=16, hidden=16, layers=1)
+    assert best in (0.5, 4.0) and set(scores) == {0.5, 4.0}
+    assert all(-1.0 <= v <= 1.0 for v in scores.values())
+    assert select_beta({"a": (gs_a, y_a)})[1] == {}  # one family: nothing to validate on

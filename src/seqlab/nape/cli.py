@@ -61,12 +61,17 @@ def _cmd_cache(args) -> int:
 
 def _cmd_train(args) -> int:
     from . import data
-    from .predictor import GENNAPE, PRETRAINED
+    from .predictor import GENNAPE, PRETRAINED, select_beta
 
     fams = data.training_families(args.data, args.families.split(","))
-    model = GENNAPE(device=args.device, ensemble=args.ensemble, epochs=args.epochs,
-                    pretrain_epochs=args.pretrain_epochs, max_graphs_per_family=args.max_graphs,
-                    batch_size=args.batch_size)
+    cfg = dict(ensemble=args.ensemble, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
+               max_graphs_per_family=args.max_graphs, batch_size=args.batch_size)
+    if args.beta == "auto":  # inner leave-one-family-out over the training families
+        beta, scores = select_beta(fams, device=args.device, **dict(cfg, epochs=15, pretrain_epochs=3))
+        print(f"beta = {beta} (inner leave-one-family-out SRCC {scores})")
+    else:
+        beta = float(args.beta)
+    model = GENNAPE(device=args.device, beta=beta, **cfg)
     model.fit(fams, seed=args.seed)
     out = Path(args.out or PRETRAINED)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +128,7 @@ def register(sub) -> None:
     t.add_argument("--max-graphs", type=int, default=2048)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--seed", type=int, default=123)
+    t.add_argument("--beta", default="auto", help="FLOPs-prior weight, or 'auto' (inner leave-one-family-out)")
     t.set_defaults(func=_cmd_train)
 
     e = nsub.add_parser("eval", help="score a predictor on the labelled families")
