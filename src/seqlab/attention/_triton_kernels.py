@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
+LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
@@ -505,7 +505,7 @@ def _attn_fwd_splitkv(
     stride_opb, stride_oph, stride_ops, stride_opr,
     stride_lpb, stride_lph, stride_lps,
     stride_ab,
-    nheads_k, group, seqlen_q, num_splits,
+    nheads_k, group, seqlen_q, num_splits, cache_len,
     qk_scale, window_left, window_right,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr, UPCAST: tl.constexpr,
@@ -523,7 +523,8 @@ def _attn_fwd_splitkv(
     split = tl.program_id(2)
     b = pid_bh // nheads_k
     hk = pid_bh % nheads_k
-    k_len = tl.load(SEQLENS_K + b)
+    # clamped so that unchecked lengths (inside CUDA-graph capture) can never read outside the cache
+    k_len = tl.minimum(tl.maximum(tl.load(SEQLENS_K + b), 0), cache_len)
     diag = k_len - seqlen_q
     chunk = tl.cdiv(tl.cdiv(k_len, num_splits), BLOCK_N) * BLOCK_N
     lo = split * chunk
@@ -585,3 +586,44 @@ def _attn_fwd_splitkv(
     tl.store(op + offs_r[:, None] * stride_opr + offs_d[None, :], acc / l_safe[:, None],
              mask=r_ok[:, None] & d_ok[None, :])
     tl.store(LSE_P + b64 * stride_lpb + hk * stride_lph + split * stride_lps + offs_r, lse2, mask=r_ok)
+
+
+@triton.jit
+def _splitkv_combine(
+    OUT_P, LSE_P, O, LSE,
+    stride_opb, stride_oph, stride_ops, stride_opr,
+    stride_lpb, stride_lph, stride_lps,
+    stride_ob, stride_on, stride_oh,
+    stride_lb, stride_lh,
+    nheads_k, group, rows_total, num_splits,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr,
+):
+    """Merge split-KV partials by their log-sum-exp and scatter rows back to (batch, seqlen_q, nheads)."""
+    pid_r = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // nheads_k
+    hk = pid_bh % nheads_k
+    b64 = b.to(tl.int64)
+    offs_r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    r_ok = offs_r < rows_total
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < HEAD_DIM
+    lp = LSE_P + b64 * stride_lpb + hk * stride_lph + offs_r
+    op = OUT_P + b64 * stride_opb + hk * stride_oph + offs_r[:, None] * stride_opr + offs_d[None, :]
+    m = tl.full([BLOCK_R], float("-inf"), dtype=tl.float32)
+    for s in range(0, num_splits):
+        m = tl.maximum(m, tl.load(lp + s * stride_lps, mask=r_ok, other=float("-inf")))
+    m = tl.where(m == float("-inf"), 0.0, m)
+    denom = tl.zeros([BLOCK_R], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_R, BLOCK_D], dtype=tl.float32)
+    for s in range(0, num_splits):
+        w = tl.math.exp2(tl.load(lp + s * stride_lps, mask=r_ok, other=float("-inf")) - m)
+        denom += w
+        acc += w[:, None] * tl.load(op + s * stride_ops, mask=r_ok[:, None] & d_ok[None, :], other=0.0)
+    out = acc / tl.where(denom == 0.0, 1.0, denom)[:, None]
+    lse = tl.where(denom == 0.0, float("-inf"), (m + tl.math.log2(tl.where(denom == 0.0, 1.0, denom))) * LN2)
+    qi = offs_r // group
+    h = hk * group + offs_r % group
+    tl.store(O + b64 * stride_ob + qi[:, None].to(tl.int64) * stride_on + h[:, None] * stride_oh + offs_d[None, :],
+             out.to(O.dtype.element_ty), mask=r_ok[:, None] & d_ok[None, :])
+    tl.store(LSE + b64 * stride_lb + h * stride_lh + qi, lse, mask=r_ok)

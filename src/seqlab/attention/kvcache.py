@@ -8,6 +8,8 @@ log-sum-exp; the query heads that share a kv head are processed together so the 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from . import _validate as V
@@ -15,8 +17,13 @@ from ._torch_impl import torch_fwd
 from .ops import use_triton
 
 
+@functools.lru_cache(maxsize=16)
+def _sm_count(device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 8
+
+
 def _splits_heuristic(batch: int, nheads_k: int, m_blocks: int, cache_len: int, device) -> int:
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 8
+    sms = _sm_count(device)
     base = batch * nheads_k * m_blocks
     want = -(-2 * sms // base)  # enough programs for two waves
     return int(max(1, min(want, -(-cache_len // 256), 128)))
@@ -52,22 +59,24 @@ def _triton_decode(q, k_cache, v_cache, seqlens_k, scale, wl, wr, alibi, num_spl
         out_p.stride(0), out_p.stride(1), out_p.stride(2), out_p.stride(3),
         lse_p.stride(0), lse_p.stride(1), lse_p.stride(2),
         alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0,
-        nheads_k, group, seqlen_q, num_splits, scale * kern.LOG2E, wl, wr,
+        nheads_k, group, seqlen_q, num_splits, k_cache.shape[1], scale * kern.LOG2E, wl, wr,
         HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
         HAS_LEFT=wl >= 0, HAS_RIGHT=wr >= 0, HAS_ALIBI=alibi is not None,
         UPCAST=interpreting() and q.dtype != torch.float32,
         DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32", num_warps=warps, num_stages=stages,
     )
-    # Merge the splits by their log-sum-exp (log2 units in the partials).
-    m = lse_p.amax(dim=2, keepdim=True)
-    m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-    w = torch.exp2(lse_p - m)
-    denom = w.sum(dim=2)
-    out = (w.unsqueeze(-1) * out_p).sum(dim=2) / torch.where(denom == 0, torch.ones_like(denom), denom).unsqueeze(-1)
-    lse = (m.squeeze(2) + torch.log2(denom)) * 0.6931471805599453
-    out = out.view(batch, nheads_k, seqlen_q, group, d).permute(0, 2, 1, 3, 4).reshape(batch, seqlen_q, nheads, d)
-    lse = lse.view(batch, nheads_k, seqlen_q, group).permute(0, 1, 3, 2).reshape(batch, nheads, seqlen_q)
-    return out.to(q.dtype), lse
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty(batch, nheads, seqlen_q, dtype=torch.float32, device=q.device)
+    block_r = 16
+    kern._splitkv_combine[(triton.cdiv(rows, block_r), batch * nheads_k)](
+        out_p, lse_p, out, lse,
+        out_p.stride(0), out_p.stride(1), out_p.stride(2), out_p.stride(3),
+        lse_p.stride(0), lse_p.stride(1), lse_p.stride(2),
+        out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
+        nheads_k, group, rows, num_splits,
+        HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_R=block_r, num_warps=4,
+    )
+    return out, lse
 
 
 def _torch_decode(q, k_cache, v_cache, seqlens_k, scale, wl, wr, alibi):
@@ -134,7 +143,10 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=N
                                  f"({batch}, *, {nheads_k}, {headdim}) and dtype {k_cache.dtype}, "
                                  f"got {tuple(t.shape)} {t.dtype}")
         n_new = k.shape[1]
-    if not V._is_compiling():
+    # The bounds check needs the lengths on the host; it is skipped while a CUDA graph is captured
+    # (decoding loops are usually replayed as graphs), where a device sync is not allowed.
+    capturing = q.is_cuda and torch.cuda.is_current_stream_capturing()
+    if not (V._is_compiling() or capturing):
         lo, hi = int(seqlens.min()), int(seqlens.max())
         if lo < 0 or hi + n_new > cache_len:
             raise ValueError(f"cache_seqlens + seqlen_new must lie in [0, {cache_len}], got lengths {lo}..{hi} "
