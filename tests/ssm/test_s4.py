@@ -53,6 +53,13 @@ def test_kernel_equals_dense_powers(mode, init, disc, N, L, l_max):
     assert _rel(k, dense_kernel(mats, L)) < 1e-8
 
 
+@pytest.mark.parametrize("init", ["legs", "lin", "inv", "real"])
+def test_diag_odd_d_state(init):
+    m = S4(3, d_state=5, mode="diag", init=init, dtype=torch.float64)
+    assert m.n_modes == 3 and m.default_state(2).shape == (2, 3, 3)
+    assert _rel(m.kernel(29), dense_kernel(m.ssm_matrices(), 29)) < 1e-8
+
+
 def test_nplr_kernel_growth_keeps_system():
     m = S4(3, d_state=8, dtype=torch.float64)
     before = m.ssm_matrices()  # no kernel yet: C~ is C

@@ -79,7 +79,7 @@ class S4Block(nn.Module):
         self.layer.setup_step()
 
     def default_state(self, batch: int, device=None):
-        """Zero state of the S4 layer, complex (batch, H, d_state//2)."""
+        """Zero state of the S4 layer, complex (batch, H, n_modes)."""
         return self.layer.default_state(batch, device=device)
 
     def step(self, x_t: torch.Tensor, state):

@@ -160,9 +160,9 @@ def nplr(measure: str, N: int, halve: bool = True) -> NPLR:
 
 
 def diag_init(init: str, N: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """S4D diagonal initialisation of N//2 complex modes (conjugate pairs halved).
+    """S4D diagonal initialisation of M = ceil(N/2) complex modes (conjugate pairs halved).
 
-    Returns complex128 ``Lambda`` (N//2,) and ``B`` (N//2,):
+    Returns complex128 ``Lambda`` (M,) and ``B`` (M,) (for an odd N, 'legs' uses LegS of size N + 1):
 
     * ``legs``: the diagonal part Lambda of HiPPO-LegS's NPLR form (real part -1/2), ``B = V^* B``.
     * ``lin``: ``Lambda_n = -1/2 + i pi n``, ``B = 1``.
@@ -170,13 +170,11 @@ def diag_init(init: str, N: int) -> tuple[torch.Tensor, torch.Tensor]:
     * ``real``: ``Lambda_n = -(n+1)``, ``B = 1``.
     """
     _check_n(N)
-    if N % 2:
-        raise ValueError(f"diagonal inits use conjugate pairs, so N must be even, got N={N}")
-    M = N // 2
+    M = (N + 1) // 2  # odd N keeps one more mode rather than none (N = 1)
     n = torch.arange(M, dtype=torch.float64)
     ones = torch.ones(M, dtype=torch.complex128)
     if init == "legs":
-        f = nplr("legs", N, halve=True)
+        f = nplr("legs", 2 * M, halve=True)
         return f.Lambda, f.B
     if init == "lin":
         return torch.complex(torch.full_like(n, -0.5), torch.pi * n), ones

@@ -35,7 +35,7 @@ _OPTIM_ATTR = "_s4_optim"
 class SSMMatrices(NamedTuple):
     """Continuous-time system of an :class:`S4` layer (returned by :meth:`S4.ssm_matrices`).
 
-    Fields (S = modes: ``d_state`` for mode='nplr', ``d_state // 2`` for mode='diag'; complex dtype
+    Fields (S = modes: ``d_state`` for mode='nplr', ``(d_state + 1) // 2`` for mode='diag'; complex dtype
     matching the layer's parameters, e.g. complex64 for float32):
 
     * ``A``  (H, S, S) complex: continuous state matrix (diagonal for 'diag').
@@ -98,7 +98,8 @@ class S4(nn.Module):
 
     Args:
         d_model: H, number of independent SSMs (input features).
-        d_state: N, states per SSM (even; default 64).
+        d_state: N, states per SSM (default 64; even for 'nplr'; an odd N in 'diag' keeps (N+1)//2
+            complex modes).
         l_max: fixed maximum length (inputs longer raise ValueError), or None to grow the kernel as
             needed (NPLR doubles its length by updating C~ exactly).
         channels: output channels per feature (output has ``channels * d_model`` features).
@@ -140,8 +141,6 @@ class S4(nn.Module):
                 raise TypeError(f"{name} must be an int, got {type(val).__name__}")
             if val < 1:
                 raise ValueError(f"{name} must be >= 1, got {val}")
-        if d_state % 2:
-            raise ValueError(f"d_state must be even (conjugate pairs), got {d_state}")
         if l_max is not None and (isinstance(l_max, bool) or not isinstance(l_max, int) or l_max < 1):
             raise ValueError(f"l_max must be None or a positive int, got {l_max!r}")
         if isinstance(init, str):
@@ -152,6 +151,8 @@ class S4(nn.Module):
                     init = init[len(prefix):]
         if mode not in ("nplr", "diag"):
             raise ValueError(f"mode must be 'nplr' or 'diag', got {mode!r}")
+        if mode == "nplr" and d_state % 2:
+            raise ValueError(f"d_state must be even for mode='nplr' (conjugate pairs), got {d_state}")
         if disc is None:
             disc = "bilinear" if mode == "nplr" else "zoh"
         if disc not in ("bilinear", "zoh"):
@@ -170,7 +171,9 @@ class S4(nn.Module):
         self.mode, self.init, self.disc = mode, init, disc
         self.transposed, self.kernel_impl = bool(transposed), kernel_impl
         self.kernel_dropout = nn.Dropout(kernel_dropout) if kernel_dropout > 0 else nn.Identity()
-        H, M = d_model, d_state // 2
+        # stored complex modes: N/2 conjugate pairs ('diag' with odd N keeps (N+1)/2 modes)
+        self.n_modes = d_state // 2 if mode == "nplr" else (d_state + 1) // 2
+        H, M = d_model, self.n_modes
         c_out = channels * (2 if bidirectional else 1)
         fkw = {"device": device, "dtype": dtype or torch.get_default_dtype()}
         cdtype = torch.complex128 if fkw["dtype"] == torch.float64 else torch.complex64
@@ -393,8 +396,8 @@ class S4(nn.Module):
             raise ValueError(f"x has {u.shape[1]} features, expected d_model={self.d_model}")
         return u
 
-    def _check_state(self, state, batch, device=None):
-        M = self.d_state // 2
+    def _check_state(self, state, batch):
+        M = self.n_modes
         if not isinstance(state, torch.Tensor):
             raise TypeError(f"state must be a torch.Tensor, got {type(state).__name__}")
         if not state.is_complex():
@@ -407,13 +410,13 @@ class S4(nn.Module):
 
         Args:
             x: (B, L, H) real, or (B, H, L) with ``transposed=True``.
-            state: optional complex (B, H, d_state//2) state (from :meth:`default_state`, :meth:`step`
+            state: optional complex (B, H, n_modes) state (from :meth:`default_state`, :meth:`step`
                 or a previous forward); the output then continues that sequence exactly.
             return_state: also compute the final state when ``state`` is None.
 
         Returns:
             ``(y, next_state)``: y (B, L, channels*H) (or (B, channels*H, L)); features ordered
-            (channel, h). ``next_state`` (B, H, d_state//2) complex, or None unless a state was given or
+            (channel, h). ``next_state`` (B, H, n_modes) complex, or None unless a state was given or
             ``return_state``. Computing the state materialises O(B H N L) (use :meth:`step` for
             generation).
         """
@@ -493,11 +496,12 @@ class S4(nn.Module):
 
     # ------------------------------------------------------------------ recurrent mode
     def default_state(self, batch: int, device=None) -> torch.Tensor:
-        """Zero state: complex (batch, H, d_state//2) on the parameters' device."""
+        """Zero state: complex (batch, H, n_modes) on the parameters' device (n_modes = d_state // 2, or
+        (d_state + 1) // 2 for an odd d_state in mode='diag')."""
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a positive int, got {batch!r}")
         C = _cplx(self.C)
-        return torch.zeros(batch, self.d_model, self.d_state // 2, dtype=C.dtype,
+        return torch.zeros(batch, self.d_model, self.n_modes, dtype=C.dtype,
                            device=device or C.device)
 
     @torch.no_grad()
@@ -536,7 +540,7 @@ class S4(nn.Module):
         self._step_cache = cache
 
     def step(self, x_t: torch.Tensor, state: torch.Tensor):
-        """One recurrent step: x_t (B, H) real, state (B, H, d_state//2) complex.
+        """One recurrent step: x_t (B, H) real, state (B, H, n_modes) complex.
 
         Returns ``(y_t (B, channels*H), next_state)``; O(H N) work (DPLR or diagonal update). Uses the
         matrices from the last :meth:`setup_step` (run automatically the first time).
