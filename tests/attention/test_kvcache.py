@@ -32,6 +32,7 @@ def test_kvcache_matches_reference(backend, causal, num_splits, seqlen_q, n_new)
             torch.testing.assert_close(v_cache[b, n : n + n_new], v_new[b])
             torch.testing.assert_close(k_cache[b, :n], kc0[b, :n])
             torch.testing.assert_close(k_cache[b, n + n_new :], kc0[b, n + n_new :])
+            torch.testing.assert_close(v_cache[b, :n], vc0[b, :n])
         total = n + n_new
         kk, vv = k_cache[b : b + 1, :total].double(), v_cache[b : b + 1, :total].double()
         ref = attention_ref(q[b : b + 1].double(), kk, vv, causal=causal, alibi_slopes=slopes)
