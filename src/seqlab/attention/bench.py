@@ -195,17 +195,25 @@ def plot(result: dict, path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(argv=None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description="FlashAttention speed benchmark (seqlab vs SDPA backends, Flex)")
+def add_arguments(ap) -> None:
+    """The benchmark's command-line options (shared by benchmarks/attention.py and ``seqlab bench attention``)."""
     ap.add_argument("--quick", action="store_true", help="headdim 128, seqlen 1k/4k, fewer implementations")
     ap.add_argument("--headdims", type=int, nargs="*", default=None)
     ap.add_argument("--seqlens", type=int, nargs="*", default=None)
     ap.add_argument("--impls", nargs="*", default=None, choices=IMPLS)
     ap.add_argument("--out", default="results/attention_bench.json")
     ap.add_argument("--plot", default=None, help="PNG path (default: next to --out)")
-    args = ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="FlashAttention speed benchmark (seqlab vs SDPA backends, Flex)")
+    add_arguments(ap)
+    return run_from_args(ap.parse_args(argv))
+
+
+def run_from_args(args) -> int:
     if not torch.cuda.is_available():
         print("the attention benchmark needs a CUDA GPU")
         return 2

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 
 def _bench(args) -> int:
-    from .bench import main
+    from .bench import run_from_args
 
-    argv = list(args.rest)
-    return main(argv)
+    return run_from_args(args)
 
 
 def register(sub) -> None:
+    from .bench import add_arguments
+
     bench = sub.add_parser("bench", help="benchmarks (attention)")
     bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
-    p = bsub.add_parser("attention", help="FlashAttention speed vs SDPA backends (needs a GPU)",
-                        add_help=False)
-    p.add_argument("rest", nargs="...", help="arguments of benchmarks/attention.py (--quick, --out, ...)")
+    p = bsub.add_parser("attention", help="FlashAttention speed vs SDPA backends and FlexAttention (needs a GPU)")
+    add_arguments(p)
     p.set_defaults(func=_bench)
