@@ -8,6 +8,7 @@ log-sum-exp; the query heads that share a kv head are processed together so the 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -158,7 +159,8 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=N
         v_cache[rows, pos] = v
     seqlens_k = (seqlens + n_new).to(torch.int32)
     if use_triton(q):
-        out, lse = _triton_decode(q, k_cache, v_cache, seqlens_k, scale, wl, wr, alibi, num_splits)
+        with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
+            out, lse = _triton_decode(q, k_cache, v_cache, seqlens_k, scale, wl, wr, alibi, num_splits)
     else:
         out, lse = _torch_decode(q, k_cache, v_cache, seqlens_k, scale, wl, wr, alibi)
     return (out, lse) if return_softmax_lse else out

@@ -52,6 +52,11 @@ def use_triton(t: Tensor) -> bool:
     return t.is_cuda or (_interpreting() and t.device.type == "cpu")
 
 
+def _device_of(t: Tensor):
+    """Make ``t``'s GPU current, so kernels launch where the tensors live on multi-GPU hosts."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
 def _alibi_row(alibi: Optional[Tensor], b: int) -> Optional[Tensor]:
     if alibi is None:
         return None
@@ -116,7 +121,8 @@ def flash_fwd(
     if use_triton(q):
         from ._triton_launch import triton_fwd
 
-        return triton_fwd(*args)
+        with _device_of(q):
+            return triton_fwd(*args)
     return _torch_fwd_any(*args)
 
 
@@ -145,8 +151,9 @@ def flash_bwd(
     if use_triton(q):
         from ._triton_launch import triton_bwd
 
-        return triton_bwd(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                          softmax_scale, window_left, window_right, alibi_slopes, dropout_p, seed)
+        with _device_of(q):
+            return triton_bwd(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                              softmax_scale, window_left, window_right, alibi_slopes, dropout_p, seed)
     return _torch_bwd_any(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, softmax_scale, window_left,
                           window_right, alibi_slopes, dropout_p, seed)
 
