@@ -150,11 +150,24 @@ def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
             rows += _bench_cauchy_op(device, lengths, impls, H, N, budget)
         # correctness on the device: Triton vs naive at a moderate length
         if "triton" in layers:
-            Lc = min(lengths[0], 2048)
-            with torch.no_grad():
-                a, b = layers["triton"].kernel(Lc), layers["naive"].kernel(Lc)
-            rows.append({"section": "kernel_check", "mode": mode, "L": Lc, "rel_err": _rel(a, b)})
+            rows += _kernel_check(layers, mode, min(lengths[0], 2048))
     return rows
+
+
+def _kernel_check(layers, mode, L):
+    """Triton vs naive kernel and parameter gradients on the device (random output gradient)."""
+    ta, na = layers["triton"], layers["naive"]
+    g = torch.randn(ta.kernel(L).shape, device=ta.log_dt.device, generator=None)
+    for m in (ta, na):
+        m.zero_grad(set_to_none=True)
+        (m.kernel(L) * g).sum().backward()
+    with torch.no_grad():
+        a, b = ta.kernel(L), na.kernel(L)
+    grads = {n: _rel(p.grad, q.grad) for (n, p), q in zip(ta.named_parameters(), na.parameters())
+             if q.grad is not None}
+    fused = bool(getattr(ta, "_fused_nplr", lambda: False)()) if mode == "nplr" else False
+    return [{"section": "kernel_check", "mode": mode, "L": L, "rel_err": _rel(a, b), "grad_rel_err": grads,
+             "fused": fused}]
 
 
 def _bench_cauchy_op(device, lengths, impls, H, N, budget):
@@ -541,7 +554,9 @@ def summary_lines(result: dict) -> list[str]:
                    if r.get("status") == "ok" else r.get("status"))
             out.append(f"cauchy  op    {r['impl']:<7} L={r['L']:<6} {val}")
         elif s == "kernel_check":
-            out.append(f"check   {r['mode']:<5} triton vs naive rel err {r['rel_err']:.2e} (L={r['L']})")
+            ge = max(r.get("grad_rel_err", {}).values(), default=float("nan"))
+            out.append(f"check   {r['mode']:<5} triton vs naive rel err {r['rel_err']:.2e}, grads max {ge:.2e} "
+                       f"(L={r['L']}, fused={r.get('fused')})")
         elif s == "layer":
             val = f"{r['ms']:.3f} ms, peak {r.get('peak_mib')}" if r.get("status") == "ok" else r.get("status")
             out.append(f"layer   {r['mode']:<5} L={r['L']:<6} {val}")

@@ -35,6 +35,7 @@ __all__ = [
     "HAS_TRITON",
     "triton_available",
     "ssm_step",
+    "nplr_kernel",
 ]
 
 
@@ -187,14 +188,16 @@ if HAS_TRITON:
         tl.store(T2 + 2 * base + 1, tl.sum(a2i, axis=1), mask=mask_n)
 
     @triton.jit
-    def _vand_fwd_kernel(V, X, OUT, H, N, L, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-        # out[row, l] = 2 sum_n exp(xr l) (vr cos(xi l) - vi sin(xi l))
+    def _vand_fwd_kernel(V, X, OUT, H, N, L, L_CHUNK, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+        # out[row, l] = 2 Re sum_n v_n exp(x_n l). With l = l0 + j (j < BLOCK_L):
+        #   v_n exp(x_n l) = (v_n exp(x_n l0)) * E[n, j],   E[n, j] = exp(x_n j)
+        # E is computed once per program, exp(x l0) once per (tile, n): the per-term work is 2 FMA
+        # instead of exp + sin + cos (whose slow path for large phases dominated before).
         row = tl.program_id(0)
         h = row % H
-        offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
-        mask_l = offs_l < L
-        ell = offs_l.to(OUT.dtype.element_ty)
-        acc = tl.zeros([BLOCK_L], dtype=OUT.dtype.element_ty)
+        l_start = tl.program_id(1) * L_CHUNK
+        l_end = tl.minimum(l_start + L_CHUNK, L)
+        jj = tl.arange(0, BLOCK_L)
         for n0 in range(0, N, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
             mask_n = offs_n < N
@@ -202,16 +205,31 @@ if HAS_TRITON:
             vi = tl.load(V + 2 * (row * N + offs_n) + 1, mask=mask_n, other=0.0)
             xr = tl.load(X + 2 * (h * N + offs_n), mask=mask_n, other=0.0)
             xi = tl.load(X + 2 * (h * N + offs_n) + 1, mask=mask_n, other=0.0)
-            mag = tl.exp(xr[:, None] * ell[None, :])
-            ph = xi[:, None] * ell[None, :]
-            t = mag * (vr[:, None] * tl.cos(ph) - vi[:, None] * tl.sin(ph))
-            acc += tl.sum(t, axis=0)
-        tl.store(OUT + row * L + offs_l, 2.0 * acc, mask=mask_l)
+            fj = jj.to(xr.dtype)
+            mag = tl.exp(xr[:, None] * fj[None, :])
+            ph = xi[:, None] * fj[None, :]
+            er = mag * tl.cos(ph)
+            ei = mag * tl.sin(ph)
+            for l0 in range(l_start, l_end, BLOCK_L):
+                offs_l = l0 + jj
+                mask_l = offs_l < l_end
+                f0 = (l0 + tl.zeros([BLOCK_N], dtype=tl.int32)).to(xr.dtype)
+                m0 = tl.exp(xr * f0)
+                p0 = xi * f0
+                ar = m0 * tl.cos(p0)
+                ai = m0 * tl.sin(p0)
+                vvr = vr * ar - vi * ai
+                vvi = vr * ai + vi * ar
+                part = 2.0 * tl.sum(vvr[:, None] * er - vvi[:, None] * ei, axis=0)
+                # later n-tiles add to what the earlier ones of this program stored
+                prev = tl.load(OUT + row * L + offs_l, mask=mask_l & (n0 > 0), other=0.0)
+                tl.store(OUT + row * L + offs_l, part + prev, mask=mask_l)
 
     @triton.jit
     def _vand_bwd_kernel(G, X, T1, T2, H, N, L, ROWS, L_CHUNK, BLOCK_N: tl.constexpr,
                          BLOCK_L: tl.constexpr):
         # T1[split, row, n] = sum_l g_l conj(e^{x l});  T2[split, row, n] = sum_l g_l l conj(e^{x l})
+        # same factorisation as the forward: e^{x l} = e^{x l0} E[n, j].
         row = tl.program_id(0)
         split = tl.program_id(2)
         h = row % H
@@ -219,6 +237,12 @@ if HAS_TRITON:
         mask_n = offs_n < N
         xr = tl.load(X + 2 * (h * N + offs_n), mask=mask_n, other=0.0)
         xi = tl.load(X + 2 * (h * N + offs_n) + 1, mask=mask_n, other=0.0)
+        jj = tl.arange(0, BLOCK_L)
+        fj = jj.to(xr.dtype)
+        mag = tl.exp(xr[:, None] * fj[None, :])
+        ph = xi[:, None] * fj[None, :]
+        er = mag * tl.cos(ph)
+        ei = mag * tl.sin(ph)
         a1r = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
         a1i = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
         a2r = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
@@ -226,23 +250,235 @@ if HAS_TRITON:
         l_start = split * L_CHUNK
         l_end = tl.minimum(l_start + L_CHUNK, L)
         for l0 in range(l_start, l_end, BLOCK_L):
-            offs_l = l0 + tl.arange(0, BLOCK_L)
+            offs_l = l0 + jj
             mask_l = offs_l < l_end
             g = tl.load(G + row * L + offs_l, mask=mask_l, other=0.0)
+            f0 = (l0 + tl.zeros([BLOCK_N], dtype=tl.int32)).to(xr.dtype)
+            m0 = tl.exp(xr * f0)
+            p0 = xi * f0
+            cr0 = m0 * tl.cos(p0)
+            ci0 = m0 * tl.sin(p0)
+            gr = er * g[None, :]
+            gi = ei * g[None, :]
+            qr = cr0[:, None] * gr - ci0[:, None] * gi
+            qi = cr0[:, None] * gi + ci0[:, None] * gr
             ell = offs_l.to(xr.dtype)
-            mag = tl.exp(xr[:, None] * ell[None, :]) * g[None, :]
-            ph = xi[:, None] * ell[None, :]
-            cr = mag * tl.cos(ph)
-            ci = -mag * tl.sin(ph)
-            a1r += cr
-            a1i += ci
-            a2r += cr * ell[None, :]
-            a2i += ci * ell[None, :]
+            a1r += qr
+            a1i += qi
+            a2r += qr * ell[None, :]
+            a2i += qi * ell[None, :]
         base = split * ROWS * N + row * N + offs_n
         tl.store(T1 + 2 * base, tl.sum(a1r, axis=1), mask=mask_n)
-        tl.store(T1 + 2 * base + 1, tl.sum(a1i, axis=1), mask=mask_n)
+        tl.store(T1 + 2 * base + 1, -tl.sum(a1i, axis=1), mask=mask_n)
         tl.store(T2 + 2 * base, tl.sum(a2r, axis=1), mask=mask_n)
-        tl.store(T2 + 2 * base + 1, tl.sum(a2i, axis=1), mask=mask_n)
+        tl.store(T2 + 2 * base + 1, -tl.sum(a2i, axis=1), mask=mask_n)
+
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _nplr_params(LAR, AI, LDT, B, P, h, M, BLOCK_N: tl.constexpr):
+        # discretisation in registers: s = dt/2, w = s Lambda, u10 = s P^* B, u11 = s |P|^2
+        offs_n = tl.arange(0, BLOCK_N)
+        mask_n = offs_n < M
+        hp = h * M + offs_n
+        s = 0.5 * tl.exp(tl.load(LDT + h))
+        ear = tl.exp(tl.load(LAR + hp, mask=mask_n, other=0.0))
+        wr = -s * ear
+        wi = s * tl.load(AI + hp, mask=mask_n, other=0.0)
+        br = tl.load(B + 2 * hp, mask=mask_n, other=0.0)
+        bi = tl.load(B + 2 * hp + 1, mask=mask_n, other=0.0)
+        pr = tl.load(P + 2 * hp, mask=mask_n, other=0.0)
+        pi = tl.load(P + 2 * hp + 1, mask=mask_n, other=0.0)
+        u10r = s * (pr * br + pi * bi)
+        u10i = s * (pr * bi - pi * br)
+        u11r = s * (pr * pr + pi * pi)
+        return offs_n, mask_n, s, wr, wi, br, bi, pr, pi, u10r, u10i, u11r
+
+    @triton.jit
+    def _nplr_basis(Z, offs_l, mask_l, mask_n, wr, wi, is_nyq):
+        # e_a = 1/(z - w), e_b = 1/(z - conj w) for the stored poles and their conjugates, returned as
+        # the sums/differences the contractions need. The Nyquist node (zeta = -1) uses e_a = e_b = 1.
+        zr = tl.load(Z + 2 * offs_l, mask=mask_l, other=0.0)
+        zi = tl.load(Z + 2 * offs_l + 1, mask=mask_l, other=0.0)
+        valid = mask_n[:, None] & mask_l[None, :]
+        nyq = is_nyq[None, :] & valid
+        dr = zr[None, :] - wr[:, None]
+        dai = zi[None, :] - wi[:, None]
+        dbi = zi[None, :] + wi[:, None]
+        ia = 1.0 / tl.where(valid, dr * dr + dai * dai, 1.0)
+        ib = 1.0 / tl.where(valid, dr * dr + dbi * dbi, 1.0)
+        ear = tl.where(nyq, 1.0, tl.where(valid, dr * ia, 0.0))
+        eai = tl.where(nyq, 0.0, tl.where(valid, -dai * ia, 0.0))
+        ebr = tl.where(nyq, 1.0, tl.where(valid, dr * ib, 0.0))
+        ebi = tl.where(nyq, 0.0, tl.where(valid, -dbi * ib, 0.0))
+        return ear, eai, ebr, ebi
+
+    @triton.jit
+    def _csum(ur, ui, spr, spi, smr, smi):
+        # sum_n u_n e_a + conj(u_n) e_b  with sp = e_a + e_b, sm = (e_a - e_b) real part / (e_b - e_a) imag
+        rr = tl.sum(ur[:, None] * spr + ui[:, None] * smi, axis=0)
+        ri = tl.sum(ur[:, None] * spi + ui[:, None] * smr, axis=0)
+        return rr, ri
+
+    @triton.jit
+    def _nplr_fwd_kernel(LAR, AI, LDT, B, P, C, Z, SC, OUT, H, M, LF, NYQ, NC,
+                         BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+        # One program: one h, BLOCK_L rfft nodes, all channels. Per node:
+        #   R_ab = s sum_{n in full} a_n b_n / (z - w_n)  for (a, b) in {C~, P^*} x {B, P}
+        #   khat = scale (R_00 - R_01 R_10 / (1 + R_11))   (rank-1 Woodbury);  Nyquist: khat = R_00|z=inf
+        h = tl.program_id(0)
+        offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+        mask_l = offs_l < LF
+        is_nyq = (offs_l == LF - 1) & (NYQ != 0)
+        offs_n, mask_n, s, wr, wi, br, bi, pr, pi, u10r, u10i, u11r = _nplr_params(
+            LAR, AI, LDT, B, P, h, M, BLOCK_N)
+        ear, eai, ebr, ebi = _nplr_basis(Z, offs_l, mask_l, mask_n, wr, wi, is_nyq)
+        spr = ear + ebr
+        spi = eai + ebi
+        smr = ear - ebr
+        smi = ebi - eai
+        r10r, r10i = _csum(u10r, u10i, spr, spi, smr, smi)
+        r11r, r11i = _csum(u11r, u11r * 0.0, spr, spi, smr, smi)
+        scr = tl.load(SC + 2 * offs_l, mask=mask_l, other=0.0)
+        sci = tl.load(SC + 2 * offs_l + 1, mask=mask_l, other=0.0)
+        # 1 / (1 + R_11)
+        dr = 1.0 + r11r
+        den = dr * dr + r11i * r11i
+        idr = dr / den
+        idi = -r11i / den
+        for c in range(NC):
+            cp = (c * H + h) * M + offs_n
+            cr = tl.load(C + 2 * cp, mask=mask_n, other=0.0)
+            ci = tl.load(C + 2 * cp + 1, mask=mask_n, other=0.0)
+            u00r = s * (cr * br - ci * bi)
+            u00i = s * (cr * bi + ci * br)
+            u01r = s * (cr * pr - ci * pi)
+            u01i = s * (cr * pi + ci * pr)
+            r00r, r00i = _csum(u00r, u00i, spr, spi, smr, smi)
+            r01r, r01i = _csum(u01r, u01i, spr, spi, smr, smi)
+            tr = r01r * r10r - r01i * r10i
+            ti = r01r * r10i + r01i * r10r
+            qr = tr * idr - ti * idi
+            qi = tr * idi + ti * idr
+            kr = r00r - qr
+            ki = r00i - qi
+            outr = tl.where(is_nyq, r00r, scr * kr - sci * ki)
+            outi = tl.where(is_nyq, r00i, scr * ki + sci * kr)
+            op = (c * H + h) * LF + offs_l
+            tl.store(OUT + 2 * op, outr, mask=mask_l)
+            tl.store(OUT + 2 * op + 1, outi, mask=mask_l)
+
+    @triton.jit
+    def _nplr_bwd_kernel(LAR, AI, LDT, B, P, C, Z, SC, G, DU, DY, H, M, LF, NYQ, NC, LN, L_CHUNK,
+                         BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+        # program (h, c, split): gradient of khat_c over one chunk of nodes, pushed through the Woodbury
+        # step (dk_p per node) and the Cauchy sums (per pole: du_p = sum_l dk_p conj(e_a) + conj(dk_p) e_b,
+        # Y_p = sum_l dk_p conj(e_a^2) + conj(dk_p) e_b^2). G is rfft(dK); the irfft weights (1 or 2)/L_
+        # are applied here. Writes DU[split, c, p, h, n] (p = 00, 01, 10, 11) and DY likewise.
+        h = tl.program_id(0)
+        c = tl.program_id(1)
+        split = tl.program_id(2)
+        offs_n, mask_n, s, wr, wi, br, bi, pr, pi, u10r, u10i, u11r = _nplr_params(
+            LAR, AI, LDT, B, P, h, M, BLOCK_N)
+        cp = (c * H + h) * M + offs_n
+        cr = tl.load(C + 2 * cp, mask=mask_n, other=0.0)
+        ci = tl.load(C + 2 * cp + 1, mask=mask_n, other=0.0)
+        u01r = s * (cr * pr - ci * pi)
+        u01i = s * (cr * pi + ci * pr)
+        z2 = tl.zeros([BLOCK_N, BLOCK_L], dtype=wr.dtype)
+        a0r, a0i, a1r, a1i, a2r, a2i, a3r, a3i = z2, z2, z2, z2, z2, z2, z2, z2
+        y0r, y0i, y1r, y1i, y2r, y2i, y3r, y3i = z2, z2, z2, z2, z2, z2, z2, z2
+        l_start = split * L_CHUNK
+        l_end = tl.minimum(l_start + L_CHUNK, LF)
+        for l0 in range(l_start, l_end, BLOCK_L):
+            offs_l = l0 + tl.arange(0, BLOCK_L)
+            mask_l = offs_l < l_end
+            is_nyq = (offs_l == LF - 1) & (NYQ != 0)
+            ear, eai, ebr, ebi = _nplr_basis(Z, offs_l, mask_l, mask_n, wr, wi, is_nyq)
+            spr = ear + ebr
+            spi = eai + ebi
+            smr = ear - ebr
+            smi = ebi - eai
+            r10r, r10i = _csum(u10r, u10i, spr, spi, smr, smi)
+            r11r, r11i = _csum(u11r, u11r * 0.0, spr, spi, smr, smi)
+            r01r, r01i = _csum(u01r, u01i, spr, spi, smr, smi)
+            # irfft weights (1 or 2) / L_, in the working dtype (a float scalar argument would be fp32)
+            wgt = tl.where((offs_l == 0) | is_nyq, 1.0, 2.0).to(wr.dtype) / (offs_l * 0 + LN).to(wr.dtype)
+            gp = (c * H + h) * LF + offs_l
+            gr = tl.load(G + 2 * gp, mask=mask_l, other=0.0) * wgt
+            gi = tl.load(G + 2 * gp + 1, mask=mask_l, other=0.0) * wgt
+            scr = tl.load(SC + 2 * offs_l, mask=mask_l, other=0.0)
+            sci = tl.load(SC + 2 * offs_l + 1, mask=mask_l, other=0.0)
+            dr = 1.0 + r11r
+            den = dr * dr + r11i * r11i
+            idr = dr / den
+            idi = -r11i / den
+            qr = scr * idr - sci * idi  # q = scale / (1 + R11)
+            qi = scr * idi + sci * idr
+            # dk00 = conj(scale) G ; dk01 = -conj(q R10) G ; dk10 = -conj(q R01) G ;
+            # dk11 = conj(q R01 R10 / (1 + R11)) G ; at the Nyquist node only dk00 = G survives.
+            k0r = scr * gr + sci * gi
+            k0i = scr * gi - sci * gr
+            t1r = qr * r10r - qi * r10i
+            t1i = qr * r10i + qi * r10r
+            k1r = tl.where(is_nyq, 0.0, -(t1r * gr + t1i * gi))
+            k1i = tl.where(is_nyq, 0.0, -(t1r * gi - t1i * gr))
+            t2r = qr * r01r - qi * r01i
+            t2i = qr * r01i + qi * r01r
+            k2r = tl.where(is_nyq, 0.0, -(t2r * gr + t2i * gi))
+            k2i = tl.where(is_nyq, 0.0, -(t2r * gi - t2i * gr))
+            t3r = t2r * r10r - t2i * r10i
+            t3i = t2r * r10i + t2i * r10r
+            t4r = t3r * idr - t3i * idi
+            t4i = t3r * idi + t3i * idr
+            k3r = tl.where(is_nyq, 0.0, t4r * gr + t4i * gi)
+            k3i = tl.where(is_nyq, 0.0, t4r * gi - t4i * gr)
+            # squares of the bases (zero at the Nyquist node: its value does not depend on w)
+            nyq2 = is_nyq[None, :]
+            ea2r = tl.where(nyq2, 0.0, ear * ear - eai * eai)
+            ea2i = tl.where(nyq2, 0.0, 2.0 * ear * eai)
+            eb2r = tl.where(nyq2, 0.0, ebr * ebr - ebi * ebi)
+            eb2i = tl.where(nyq2, 0.0, 2.0 * ebr * ebi)
+            qpr = ea2r + eb2r
+            qpi = ea2i + eb2i
+            qmr = ea2r - eb2r
+            qmi = eb2i - ea2i
+            # dk conj(e_a) + conj(dk) e_b = (dkr sp_r + dki sp_i) + i (dki sm_r + dkr sm_i)
+            a0r += k0r[None, :] * spr + k0i[None, :] * spi
+            a0i += k0i[None, :] * smr + k0r[None, :] * smi
+            a1r += k1r[None, :] * spr + k1i[None, :] * spi
+            a1i += k1i[None, :] * smr + k1r[None, :] * smi
+            a2r += k2r[None, :] * spr + k2i[None, :] * spi
+            a2i += k2i[None, :] * smr + k2r[None, :] * smi
+            a3r += k3r[None, :] * spr + k3i[None, :] * spi
+            a3i += k3i[None, :] * smr + k3r[None, :] * smi
+            y0r += k0r[None, :] * qpr + k0i[None, :] * qpi
+            y0i += k0i[None, :] * qmr + k0r[None, :] * qmi
+            y1r += k1r[None, :] * qpr + k1i[None, :] * qpi
+            y1i += k1i[None, :] * qmr + k1r[None, :] * qmi
+            y2r += k2r[None, :] * qpr + k2i[None, :] * qpi
+            y2i += k2i[None, :] * qmr + k2r[None, :] * qmi
+            y3r += k3r[None, :] * qpr + k3i[None, :] * qpi
+            y3i += k3i[None, :] * qmr + k3r[None, :] * qmi
+        base = ((split * NC + c) * 4) * H * M + h * M + offs_n
+        stride = H * M
+        tl.store(DU + 2 * base, tl.sum(a0r, axis=1), mask=mask_n)
+        tl.store(DU + 2 * base + 1, tl.sum(a0i, axis=1), mask=mask_n)
+        tl.store(DU + 2 * (base + stride), tl.sum(a1r, axis=1), mask=mask_n)
+        tl.store(DU + 2 * (base + stride) + 1, tl.sum(a1i, axis=1), mask=mask_n)
+        tl.store(DU + 2 * (base + 2 * stride), tl.sum(a2r, axis=1), mask=mask_n)
+        tl.store(DU + 2 * (base + 2 * stride) + 1, tl.sum(a2i, axis=1), mask=mask_n)
+        tl.store(DU + 2 * (base + 3 * stride), tl.sum(a3r, axis=1), mask=mask_n)
+        tl.store(DU + 2 * (base + 3 * stride) + 1, tl.sum(a3i, axis=1), mask=mask_n)
+        tl.store(DY + 2 * base, tl.sum(y0r, axis=1), mask=mask_n)
+        tl.store(DY + 2 * base + 1, tl.sum(y0i, axis=1), mask=mask_n)
+        tl.store(DY + 2 * (base + stride), tl.sum(y1r, axis=1), mask=mask_n)
+        tl.store(DY + 2 * (base + stride) + 1, tl.sum(y1i, axis=1), mask=mask_n)
+        tl.store(DY + 2 * (base + 2 * stride), tl.sum(y2r, axis=1), mask=mask_n)
+        tl.store(DY + 2 * (base + 2 * stride) + 1, tl.sum(y2i, axis=1), mask=mask_n)
+        tl.store(DY + 2 * (base + 3 * stride), tl.sum(y3r, axis=1), mask=mask_n)
+        tl.store(DY + 2 * (base + 3 * stride) + 1, tl.sum(y3i, axis=1), mask=mask_n)
 
 
 if HAS_TRITON:
@@ -407,9 +643,9 @@ class _VandermondeFn(torch.autograd.Function):
         M, H, N = v.shape
         out = torch.empty(M, H, L, dtype=v.real.dtype, device=v.device)
         bn, bl = _blocks(N, L)
-        grid = (M * H, triton.cdiv(L, bl))
-        _vand_fwd_kernel[grid](
-            torch.view_as_real(v), torch.view_as_real(x), out, H, N, L, BLOCK_N=bn, BLOCK_L=bl
+        nchunk, chunk = _splits(M * H, L, bl)
+        _vand_fwd_kernel[(M * H, nchunk)](
+            torch.view_as_real(v), torch.view_as_real(x), out, H, N, L, chunk, BLOCK_N=bn, BLOCK_L=bl
         )
         ctx.save_for_backward(v, x)
         ctx.L = L
@@ -435,6 +671,92 @@ class _VandermondeFn(torch.autograd.Function):
         dv = 2 * t1 if ctx.needs_input_grad[0] else None
         dx = 2 * (v.conj() * t2).sum(0) if ctx.needs_input_grad[1] else None
         return dv, dx, None
+
+
+_NPLR_MAX_MODES = 64  # the fused S4 kernel keeps all stored poles of one feature in one tile
+
+
+class _NPLRKernelFn(torch.autograd.Function):
+    """Fused S4 (rank-1 NPLR, bilinear) kernel generation from the raw parameters.
+
+    Forward: one Triton launch (discretisation, 4 Cauchy sums over both conjugate halves, Woodbury,
+    rfft-node scaling, Nyquist limit) + the irfft. Backward: rfft of dK, one Triton launch (gradient of
+    the Woodbury step and of the Cauchy sums, reduced over node chunks) and a few O(H N) ops for the
+    chain rule to the parameters.
+    """
+
+    @staticmethod
+    def forward(ctx, log_a_real, a_imag, log_dt, b, p, c, nodes, scale, L_, L):
+        log_a_real, a_imag, log_dt = log_a_real.contiguous(), a_imag.contiguous(), log_dt.contiguous()
+        b, p, c = b.contiguous(), p.contiguous(), c.contiguous()
+        NC, H, M = c.shape[:3]
+        LF = nodes.shape[0]
+        khat = torch.empty(NC, H, LF, 2, dtype=log_dt.dtype, device=log_dt.device)
+        bn = max(16, triton.next_power_of_2(M))
+        bl = 32 if bn <= 32 else 16
+        _nplr_fwd_kernel[(H, triton.cdiv(LF, bl))](
+            log_a_real, a_imag, log_dt, b, p, c, torch.view_as_real(nodes), torch.view_as_real(scale), khat,
+            H, M, LF, int(L_ % 2 == 0), NC, BLOCK_N=bn, BLOCK_L=bl, num_warps=4,
+        )
+        k = torch.fft.irfft(torch.view_as_complex(khat), n=L_)[..., :L]
+        ctx.save_for_backward(log_a_real, a_imag, log_dt, b, p, c, nodes, scale)
+        ctx.L_ = L_
+        return k
+
+    @staticmethod
+    def backward(ctx, gk):
+        log_a_real, a_imag, log_dt, b, p, c, nodes, scale = ctx.saved_tensors
+        L_ = ctx.L_
+        NC, H, M = c.shape[:3]
+        LF = nodes.shape[0]
+        g = torch.fft.rfft(gk.to(log_dt.dtype), n=L_).contiguous()
+        bn = max(16, triton.next_power_of_2(M))
+        bl = 16
+        nsplit, chunk = _splits(NC * H, LF, bl)
+        cdt = g.dtype
+        du = torch.empty(nsplit, NC, 4, H, M, dtype=cdt, device=g.device)
+        dy = torch.empty_like(du)
+        _nplr_bwd_kernel[(H, NC, nsplit)](
+            log_a_real, a_imag, log_dt, b, p, c, torch.view_as_real(nodes), torch.view_as_real(scale),
+            torch.view_as_real(g), torch.view_as_real(du), torch.view_as_real(dy), H, M, LF,
+            int(L_ % 2 == 0), NC, L_, chunk, BLOCK_N=bn, BLOCK_L=bl, num_warps=4,
+        )
+        du, dy = du.sum(0), dy.sum(0)  # (NC, 4, H, M)
+        # chain rule to the parameters: u00 = s C B, u01 = s C P, u10 = s P^* B, u11 = s |P|^2, w = s Lambda
+        s = 0.5 * torch.exp(log_dt)[:, None]
+        B, P, C = torch.view_as_complex(b), torch.view_as_complex(p)[0], torch.view_as_complex(c)
+        ea = torch.exp(log_a_real)
+        Lam = torch.complex(-ea, a_imag)
+        du00, du01 = du[:, 0], du[:, 1]
+        du10, du11 = du[:, 2].sum(0), du[:, 3].sum(0)
+        CB, CP = C * B, C * P
+        PB, PP = P.conj() * B, (P.conj() * P).real
+        dw = ((CB.conj() * dy[:, 0] + CP.conj() * dy[:, 1]).sum(0) + PB.conj() * dy[:, 2].sum(0)
+              + PP * dy[:, 3].sum(0)) * s
+        dC = s * (B.conj() * du00 + P.conj() * du01)
+        dB = s * ((C.conj() * du00).sum(0) + P * du10)
+        dP = s * ((C.conj() * du01).sum(0) + B * du10.conj() + 2 * P * du11.real)
+        ds = ((Lam.conj() * dw).real + (CB.conj() * du00 + CP.conj() * du01).sum(0).real
+              + (PB.conj() * du10).real + PP * du11.real).sum(-1)
+        d_log_dt = ds * s[:, 0]
+        d_lar = -(s * ea) * dw.real
+        d_ai = s * dw.imag
+        return (d_lar, d_ai, d_log_dt, torch.view_as_real(dB), torch.view_as_real(dP)[None],
+                torch.view_as_real(dC), None, None, None, None)
+
+
+def nplr_kernel(log_a_real, a_imag, log_dt, b, p, c, nodes, scale, L_: int, L: int) -> torch.Tensor:
+    """Fused S4 kernel K (C, H, L) real from the raw parameters of a rank-1 bilinear NPLR layer.
+
+    log_a_real, a_imag (H, M): Lambda = -exp(log_a_real) + i a_imag (stored half of the poles);
+    log_dt (H,); b (H, M, 2), p (1, H, M, 2), c (C, H, M, 2): B, P, C~ as (re, im) pairs; nodes,
+    scale (L_//2 + 1,) complex: the rfft-node constants of ``S4._nodes``. Equals
+    ``irfft(khat, n=L_)[..., :L]`` of ``S4._nplr_khat``; differentiable in all parameters.
+    """
+    _require_triton(log_dt)
+    if p.shape[0] != 1 or b.shape[1] > _NPLR_MAX_MODES:
+        raise ValueError("nplr_kernel supports rank 1 and at most 64 stored modes")
+    return _NPLRKernelFn.apply(log_a_real, a_imag, log_dt, b, p, c, nodes, scale, L_, L)
 
 
 def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, impl: str = "triton") -> torch.Tensor:

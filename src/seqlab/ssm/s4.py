@@ -19,13 +19,14 @@ See :meth:`S4.ssm_matrices` for the exact system a layer computes.
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from . import hippo
-from .kernels import cauchy, fft_conv, ssm_step, triton_available, vandermonde
+from .kernels import _NPLR_MAX_MODES, cauchy, fft_conv, nplr_kernel, ssm_step, triton_available, vandermonde
 
 __all__ = ["S4", "SSMMatrices", "ssm_param_groups"]
 
@@ -221,6 +222,13 @@ class S4(nn.Module):
             return self.kernel_impl
         return "triton" if (t.is_cuda and triton_available(t.device)) else "naive"
 
+    def _fused_nplr(self) -> bool:
+        """Whether kernel(L) uses the fused Triton S4 kernel (rank 1, <= 64 stored modes, Triton path).
+
+        ``SEQLAB_S4_FUSED=0`` in the environment falls back to the Cauchy-op path."""
+        return (self.P.shape[0] == 1 and self.n_modes <= _NPLR_MAX_MODES
+                and os.environ.get("SEQLAB_S4_FUSED", "1") != "0" and self._impl(self.log_dt) == "triton")
+
     def _full(self, z: torch.Tensor) -> torch.Tensor:
         """Append the conjugate half along the last dim: (..., M) -> (..., 2M)."""
         return torch.cat([z, z.conj()], dim=-1)
@@ -353,6 +361,11 @@ class S4(nn.Module):
             return vandermonde(v, x, L, impl=self._impl(v))
         self._set_length(L)
         L_ = self._klen
+        if self._fused_nplr():
+            # one Triton launch + irfft forward; rfft + one Triton launch (+ O(H N) ops) backward
+            nodes, scale = self._nodes(L_, self.log_dt.device, self.log_dt.dtype)
+            return nplr_kernel(self.log_A_real, self.A_imag, self.log_dt, self.B, self.P, self.C,
+                               nodes, scale, L_, L)
         Ct_f = self._full(_cplx(self.C))
         B_f = self._full(_cplx(self.B))[None]
         khat = self._nplr_khat(Ct_f, B_f, L_)[:, 0]
