@@ -65,8 +65,10 @@ def main(argv=None) -> int:
     ap.add_argument("--ship", default=None, help="also train on all families and save the predictor here")
     ap.add_argument("--ship-ensemble", type=int, default=3)
     ap.add_argument("--ship-epochs", type=int, default=25)
-    ap.add_argument("--betas", default="0.25,0.5,1,2,4",
-                    help="FLOPs-prior weights tried by inner leave-one-family-out on the training families")
+    ap.add_argument("--betas", default="0.5",
+                    help="FLOPs-prior weight; several (e.g. 0.25,0.5,1,2,4) are chosen between by inner "
+                         "leave-one-family-out on the training families")
+    ap.add_argument("--rank-targets", action="store_true", help="Gaussianised-rank family targets")
     ap.add_argument("--select-epochs", type=int, default=15)
     args = ap.parse_args(argv)
     if args.quick:
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     masks = {n: np.ones(len(fams[n]), bool) for n in fams}
     masks["nb101"] = data.nb101_consistent(fams["nb101"], graphs["nb101"])
     cfg = dict(ensemble=args.ensemble, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
-               max_graphs_per_family=args.max_graphs, batch_size=args.batch_size)
+               max_graphs_per_family=args.max_graphs, batch_size=args.batch_size, rank_targets=args.rank_targets)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     results = {
         "meta": {"device": device, "gpu": torch.cuda.get_device_name() if device == "cuda" else None,

@@ -128,7 +128,7 @@ def register(sub) -> None:
     t.add_argument("--max-graphs", type=int, default=2048)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--seed", type=int, default=123)
-    t.add_argument("--beta", default="auto", help="FLOPs-prior weight, or 'auto' (inner leave-one-family-out)")
+    t.add_argument("--beta", default="0.5", help="FLOPs-prior weight, or 'auto' (inner leave-one-family-out)")
     t.set_defaults(func=_cmd_train)
 
     e = nsub.add_parser("eval", help="score a predictor on the labelled families")

@@ -61,7 +61,7 @@ class Config:
     rank_weight: float = 1.0
     ensemble: int = 3
     max_graphs_per_family: int = 4096  # subsample large families per epoch (CPU budget)
-    rank_targets: bool = True  # Gaussianised within-family ranks instead of z-scores (robust to outliers)
+    rank_targets: bool = False  # Gaussianised within-family ranks instead of z-scores (see results/nape_run2)
 
 
 # ----------------------------------------------------------------------------- batching
