@@ -27,9 +27,6 @@ Several seeds are averaged (``ensemble``).
 
 from __future__ import annotations
 
-import copy
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -513,7 +510,3 @@ def load_pretrained(device: str | None = None) -> GENNAPE:
     if not PRETRAINED.exists():
         raise FileNotFoundError(f"{PRETRAINED} missing: run `seqlab nape train --out {PRETRAINED}`")
     return GENNAPE.load(PRETRAINED, device=device)
-
-
-def _unused():  # keep imports referenced for linters when optional paths are trimmed
-    return math, warnings, copy
