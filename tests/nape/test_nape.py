@@ -321,6 +321,25 @@ def test_gennape_fit_predict_finetune_save_load(tmp_path):
         model.predict(["not a graph"])
 
 
+def test_gennape_predictions_do_not_depend_on_the_batch():
+    """predict(list) == [predict([g]) for g], also after fine_tune; percent inside [0, 100]."""
+    from seqlab.nape import GENNAPE
+
+    torch.manual_seed(0)
+    gs_a, y_a, _ = _toy_family(32, 0, [4, 8, 16])
+    _, y_b, graphs_b = _toy_family(12, 1, [6, 12])
+    model = GENNAPE(device="cpu", ensemble=2, epochs=3, pretrain_epochs=1, batch_size=16, hidden=16, layers=1,
+                    clusters=2).fit({"a": (gs_a, y_a)}, progress=False)
+    for _ in range(2):
+        together = model.predict(graphs_b)
+        alone = np.array([model.predict([g])[0] for g in graphs_b])
+        np.testing.assert_allclose(together, alone, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(model.predict(graphs_b[:3]), together[:3], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(model.predict(graphs_b[::-1]), together[::-1], rtol=0, atol=1e-4)
+        assert ((together >= 0) & (together <= 100)).all()
+        model.fine_tune(graphs_b, y_b, n=8, epochs=2)
+
+
 def test_fuzzy_cmeans_separates_clusters():
     from seqlab.nape.predictor import fuzzy_cmeans, memberships
 

@@ -18,9 +18,11 @@ Pipeline for each ensemble member (one seed):
 5. **FLOPs-based target transform**: within a family, accuracy is standardised
    (``z = (acc - mu_f) / sd_f``) and the heads regress the residual
    ``r = z - beta * (ln FLOPs - m_f) / FLOPS_SCALE``; a prediction is
-   ``beta * (ln FLOPs - m) / FLOPS_SCALE + r_hat`` (``m``: mean ln FLOPs of the graphs being predicted
-   together, so the FLOPs prior is relative to the batch). Percent = ``mu + sd * score`` with the
-   training families' pooled ``mu``/``sd`` (or the fine-tuning samples').
+   ``beta * (ln FLOPs - flops_ref) / FLOPS_SCALE + r_hat`` with ``flops_ref`` a constant stored in
+   the model (mean ln FLOPs of the training families, or of the fine-tuning samples), so a graph's
+   prediction never depends on the other graphs predicted with it. Percent = ``mu + sd * score``
+   (``mu``/``sd``: the training families' pooled statistics, or the fine-tuning samples'), kept inside
+   (0, 100) by smooth, strictly monotone tails beyond [2, 98] %.
 
 Several seeds are averaged (``ensemble``).
 """
@@ -219,7 +221,7 @@ class GENNAPE:
         self.members: list[_Member] = []
         self.mu = 90.0  # percent-scale reference (pooled training families)
         self.sd = 3.0
-        self.flops_ref = 18.0  # mean ln FLOPs of the training graphs (single-graph fallback)
+        self.flops_ref = 18.0  # FLOPs-prior centre: mean ln FLOPs of the training families (fixed at fit)
 
     # -------------------------------------------------------------- inputs
     def _as_graphset(self, items) -> GraphSet:
@@ -249,10 +251,22 @@ class GENNAPE:
             return norm.ppf((rankdata(acc) - 0.5) / len(acc))
         return (acc - acc.mean()) / (acc.std() + 1e-6)
 
-    def _flops_prior(self, gs: GraphSet, ref: float | None) -> np.ndarray:
+    def _flops_prior(self, gs: GraphSet, ref: float | None = None) -> np.ndarray:
+        """``beta * (ln FLOPs - ref) / FLOPS_SCALE``; ``ref`` defaults to the stored ``flops_ref``."""
         lf = np.log(np.maximum(gs.flops, 1.0))
-        m = ref if ref is not None else (lf.mean() if len(lf) >= 2 else self.flops_ref)
+        m = self.flops_ref if ref is None else ref
         return self.cfg.beta * (lf - m) / FLOPS_SCALE
+
+    def _to_percent(self, s: np.ndarray) -> np.ndarray:
+        """Score -> percent, elementwise: ``mu + sd * s`` inside [2, 98], with smooth exponential tails
+        beyond, so the map is strictly monotone (no clipping ties) and stays inside (0, 100)."""
+        v = self.mu + self.sd * np.asarray(s, dtype=np.float64)
+        lo, hi = 2.0, 98.0
+        out = v.copy()
+        up, dn = v > hi, v < lo
+        out[up] = hi + (100.0 - hi) * -np.expm1(-(v[up] - hi) / (100.0 - hi))
+        out[dn] = lo + lo * np.expm1(-(lo - v[dn]) / lo)
+        return out
 
     # -------------------------------------------------------------- training
     def fit(self, families: dict[str, tuple[GraphSet, np.ndarray]], seed: int = 0,
@@ -275,7 +289,8 @@ class GENNAPE:
                 raise ValueError(f"family {name}: {len(gs)} graphs but {len(acc)} targets")
             mu, sd = acc.mean(), acc.std() + 1e-6
             z = self._standardise(acc)
-            r = z - self._flops_prior(gs, None)
+            # training target: residual w.r.t. the family's own FLOPs centre (a training-time statistic)
+            r = z - self._flops_prior(gs, float(np.log(np.maximum(gs.flops, 1.0)).mean()))
             fams.append((name, _Batches(gs, self.device), z, r))
             mus.append(mu)
             sds.append(sd)
@@ -384,7 +399,10 @@ class GENNAPE:
     # -------------------------------------------------------------- inference
     @torch.no_grad()
     def score(self, items, flops_ref: float | None = None, batch_size: int = 256) -> np.ndarray:
-        """Standardised score, float64 ``(N,)``: higher = better; ``predict`` maps it to percent."""
+        """Standardised score, float64 ``(N,)``: higher = better; ``predict`` maps it to percent.
+
+        Each graph's score depends on that graph alone (``flops_ref``: default the stored constant).
+        """
         if not self.members:
             raise RuntimeError("GENNAPE is not trained: call fit() or load()")
         gs = self._as_graphset(items)
@@ -405,11 +423,10 @@ class GENNAPE:
 
         Args:
             items: a ``ComputationGraph``, a sequence of them, ``(nn.Module, example_input)`` pairs,
-                or a ``GraphSet``. Graphs predicted together share the FLOPs reference (their mean
-                ln FLOPs), so pass one family's networks in one call.
+                or a ``GraphSet``. Every graph is scored on its own: predicting a list gives the same
+                numbers as predicting each element alone.
         """
-        s = self.score(items, batch_size=batch_size)
-        return np.clip(self.mu + self.sd * s, 0.0, 100.0)
+        return self._to_percent(self.score(items, batch_size=batch_size))
 
     def fine_tune(self, graphs, targets: Sequence[float], n: int = 50, epochs: int = 60, lr: float = 1e-3,
                   seed: int = 0) -> GENNAPE:
@@ -429,7 +446,8 @@ class GENNAPE:
         gs, y = gs.select(idx), y[idx]
         mu, sd = y.mean(), y.std() + 1e-6
         z = self._standardise(y)
-        r = z - self._flops_prior(gs, None)
+        ref = float(np.log(np.maximum(gs.flops, 1.0)).mean())  # fixed from the samples, stored below
+        r = z - self._flops_prior(gs, ref)
         fams = [("finetune", _Batches(gs, self.device), z, r)]
         old_bs = self.cfg.batch_size
         self.cfg.batch_size = min(old_bs, len(gs))
@@ -438,7 +456,7 @@ class GENNAPE:
                 self._regress(mem, fams, np.random.default_rng(seed + e), epochs, lr)
         finally:
             self.cfg.batch_size = old_bs
-        self.mu, self.sd = float(mu), float(sd)
+        self.mu, self.sd, self.flops_ref = float(mu), float(sd), ref
         return self
 
     # -------------------------------------------------------------- persistence
