@@ -116,12 +116,19 @@ def _rel(a, b):
 def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
     """Kernel generation (forward + backward of S4.kernel(L)), naive vs Triton, NPLR and diag."""
     rows = []
-    impls = ["naive", "triton"] if triton_available(device) else ["naive"]
+    has_triton = triton_available(device)
     for mode in ("nplr", "diag"):
+        # variants: the default Triton path, and the run-2 path it replaced (same layer, env switch)
+        variant = {"nplr": ("triton-unfused", "SEQLAB_S4_FUSED", "0"),
+                   "diag": ("triton-direct", "SEQLAB_S4_VAND", "direct")}[mode]
+        impls = ["naive", "triton", variant[0]] if has_triton else ["naive"]
         torch.manual_seed(0)
-        layers = {impl: S4(H, d_state=N, mode=mode, kernel_impl=impl).to(device) for impl in impls}
+        layers = {impl: S4(H, d_state=N, mode=mode, kernel_impl=impl.split("-")[0]).to(device) for impl in impls}
         for impl in impls[1:]:
             layers[impl].load_state_dict(layers[impls[0]].state_dict())
+        # correctness on the device first (before the lengths grow the NPLR kernel length)
+        if has_triton:
+            rows += _kernel_check(layers, mode, min(lengths[0], 2048))
         for L in lengths:
             for impl in impls:
                 row = {"section": "kernel", "mode": mode, "impl": impl, "H": H, "N": N, "L": L}
@@ -129,45 +136,68 @@ def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
                     rows.append({**row, "status": "skipped (time budget)"})
                     continue
                 layer = layers[impl]
-                layer.kernel(L)  # fix the kernel length (NPLR re-expresses C~ once) outside the timing
+                env = {variant[1]: variant[2]} if impl == variant[0] else {}
+                with _env(env):
+                    layer.kernel(L)  # fix the kernel length (NPLR re-expresses C~ once) outside the timing
 
-                def run(layer=layer, L=L):
-                    layer.zero_grad(set_to_none=True)
-                    k = layer.kernel(L)
-                    k.square().sum().backward()
+                    def run(layer=layer, L=L):
+                        layer.zero_grad(set_to_none=True)
+                        k = layer.kernel(L)
+                        k.square().sum().backward()
 
-                def fwd(layer=layer, L=L):
-                    with torch.no_grad():
-                        layer.kernel(L)
+                    def fwd(layer=layer, L=L):
+                        with torch.no_grad():
+                            layer.kernel(L)
 
-                res = _measure(run, device)
-                if res["status"] == "ok":
-                    res["fwd_ms"] = _time_ms(fwd, device, warmup=1, reps=5)[0]
+                    res = _measure(run, device)
+                    if res["status"] == "ok":
+                        res["fwd_ms"] = _time_ms(fwd, device, warmup=1, reps=5)[0]
                 rows.append({**row, **res})
                 if progress:
                     progress.update(1)
         if mode == "nplr":
-            rows += _bench_cauchy_op(device, lengths, impls, H, N, budget)
-        # correctness on the device: Triton vs naive at a moderate length
-        if "triton" in layers:
-            rows += _kernel_check(layers, mode, min(lengths[0], 2048))
+            rows += _bench_cauchy_op(device, lengths, impls[:2], H, N, budget)
     return rows
+
+
+class _env:
+    """Temporarily set environment variables (the kernel-variant switches are read at call time)."""
+
+    def __init__(self, values):
+        self.values, self.saved = values, {}
+
+    def __enter__(self):
+        for k, v in self.values.items():
+            self.saved[k] = os.environ.get(k)
+            os.environ[k] = v
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _kernel_check(layers, mode, L):
     """Triton vs naive kernel and parameter gradients on the device (random output gradient)."""
-    ta, na = layers["triton"], layers["naive"]
-    g = torch.randn(ta.kernel(L).shape, device=ta.log_dt.device, generator=None)
-    for m in (ta, na):
-        m.zero_grad(set_to_none=True)
-        (m.kernel(L) * g).sum().backward()
-    with torch.no_grad():
-        a, b = ta.kernel(L), na.kernel(L)
-    grads = {n: _rel(p.grad, q.grad) for (n, p), q in zip(ta.named_parameters(), na.parameters())
-             if q.grad is not None}
-    fused = bool(getattr(ta, "_fused_nplr", lambda: False)()) if mode == "nplr" else False
-    return [{"section": "kernel_check", "mode": mode, "L": L, "rel_err": _rel(a, b), "grad_rel_err": grads,
-             "fused": fused}]
+    row = {"section": "kernel_check", "mode": mode, "L": L}
+    try:
+        ta, na = layers["triton"], layers["naive"]
+        g = torch.randn(na.kernel(L).shape, device=ta.log_dt.device)
+        for m in (ta, na):
+            m.zero_grad(set_to_none=True)
+            (m.kernel(L) * g).sum().backward()
+        with torch.no_grad():
+            a, b = ta.kernel(L), na.kernel(L)
+        grads = {n: _rel(p.grad, q.grad) for (n, p), q in zip(ta.named_parameters(), na.parameters())
+                 if q.grad is not None}
+        for m in (ta, na):
+            m.zero_grad(set_to_none=True)
+    except (RuntimeError, torch.OutOfMemoryError) as exc:
+        return [{**row, "status": f"error: {type(exc).__name__}: {str(exc)[:200]}"}]
+    fused = bool(ta._fused_nplr()) if mode == "nplr" else False
+    return [{**row, "status": "ok", "rel_err": _rel(a, b), "grad_rel_err": grads, "fused": fused}]
 
 
 def _bench_cauchy_op(device, lengths, impls, H, N, budget):
@@ -441,7 +471,7 @@ def run_all(device="cuda", quick=False, sections=("kernel", "generation", "table
     env.update({"quick": quick, "budget_s": budget_s})
     rows = []
     small = {"H": 32, "N": 16} if quick else {}
-    total = sum(len(sizes[s]) * {"kernel": 4, "layer": 2, "table3": 3, "generation": 1}[s] for s in sections)
+    total = sum(len(sizes[s]) * {"kernel": 6, "layer": 2, "table3": 3, "generation": 1}[s] for s in sections)
     bar = None
     if show_progress:
         try:
@@ -506,8 +536,8 @@ def plot(result: dict, path: str) -> bool:
     rows = result["rows"]
     fig, ax = plt.subplots(1, 4, figsize=(20, 4.5))
     for mode in ("nplr", "diag"):
-        for impl in ("naive", "triton"):
-            rs = [r for r in rows if r["section"] == "kernel" and r["mode"] == mode and r["impl"] == impl
+        for impl in ("naive", "triton", "triton-unfused", "triton-direct"):
+            rs = [r for r in rows if r["section"] == "kernel" and r.get("mode") == mode and r.get("impl") == impl
                   and r.get("status") == "ok"]
             if rs:
                 ax[0].loglog([r["L"] for r in rs], [r["ms"] for r in rs], "o-", label=f"{mode} {impl}")
@@ -515,8 +545,8 @@ def plot(result: dict, path: str) -> bool:
                     ax[1].loglog([r["L"] for r in rs], [r["peak_mib"] for r in rs], "o-", label=f"{mode} {impl}")
     ax[0].set(title="kernel generation fwd+bwd", xlabel="L", ylabel="ms")
     ax[1].set(title="kernel generation peak memory", xlabel="L", ylabel="MiB")
-    for name in sorted({r["model"] for r in rows if r["section"] == "table3"}):
-        rs = [r for r in rows if r["section"] == "table3" and r["model"] == name and r.get("status") == "ok"]
+    for name in sorted({r["model"] for r in rows if r["section"] == "table3" and "model" in r}):
+        rs = [r for r in rows if r["section"] == "table3" and r.get("model") == name and r.get("status") == "ok"]
         if rs:
             ax[2].loglog([r["L"] for r in rs], [r["ms"] for r in rs], "o-", label=name)
     ax[2].set(title="training step (4 layers, H=256)", xlabel="L", ylabel="ms")
@@ -548,7 +578,7 @@ def summary_lines(result: dict) -> list[str]:
             val = (f"{r['ms']:.3f} ms fwd+bwd, {r.get('fwd_ms', math.nan):.3f} ms fwd, peak "
                    f"{r['peak_mib'] if r.get('peak_mib') is None else round(r['peak_mib'], 1)} MiB"
                    if r.get("status") == "ok" else r.get("status"))
-            out.append(f"kernel  {r['mode']:<5} {r['impl']:<7} L={r['L']:<6} {val}")
+            out.append(f"kernel  {r['mode']:<5} {r['impl']:<14} L={r['L']:<6} {val}")
         elif s == "cauchy_op":
             val = (f"{r['ms']:.3f} ms fwd+bwd, peak {r.get('peak_mib') and round(r['peak_mib'], 1)} MiB"
                    if r.get("status") == "ok" else r.get("status"))

@@ -277,6 +277,68 @@ if HAS_TRITON:
 if HAS_TRITON:
 
     @triton.jit
+    def _vand_fwd_direct_kernel(V, X, OUT, H, N, L, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+        # run-2 kernel (exp + sin + cos per term), kept as SEQLAB_S4_VAND=direct for comparison
+        # out[row, l] = 2 sum_n exp(xr l) (vr cos(xi l) - vi sin(xi l))
+        row = tl.program_id(0)
+        h = row % H
+        offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+        mask_l = offs_l < L
+        ell = offs_l.to(OUT.dtype.element_ty)
+        acc = tl.zeros([BLOCK_L], dtype=OUT.dtype.element_ty)
+        for n0 in range(0, N, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            mask_n = offs_n < N
+            vr = tl.load(V + 2 * (row * N + offs_n), mask=mask_n, other=0.0)
+            vi = tl.load(V + 2 * (row * N + offs_n) + 1, mask=mask_n, other=0.0)
+            xr = tl.load(X + 2 * (h * N + offs_n), mask=mask_n, other=0.0)
+            xi = tl.load(X + 2 * (h * N + offs_n) + 1, mask=mask_n, other=0.0)
+            mag = tl.exp(xr[:, None] * ell[None, :])
+            ph = xi[:, None] * ell[None, :]
+            t = mag * (vr[:, None] * tl.cos(ph) - vi[:, None] * tl.sin(ph))
+            acc += tl.sum(t, axis=0)
+        tl.store(OUT + row * L + offs_l, 2.0 * acc, mask=mask_l)
+
+    @triton.jit
+    def _vand_bwd_direct_kernel(G, X, T1, T2, H, N, L, ROWS, L_CHUNK, BLOCK_N: tl.constexpr,
+                         BLOCK_L: tl.constexpr):
+        # T1[split, row, n] = sum_l g_l conj(e^{x l});  T2[split, row, n] = sum_l g_l l conj(e^{x l})
+        row = tl.program_id(0)
+        split = tl.program_id(2)
+        h = row % H
+        offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < N
+        xr = tl.load(X + 2 * (h * N + offs_n), mask=mask_n, other=0.0)
+        xi = tl.load(X + 2 * (h * N + offs_n) + 1, mask=mask_n, other=0.0)
+        a1r = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        a1i = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        a2r = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        a2i = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        l_start = split * L_CHUNK
+        l_end = tl.minimum(l_start + L_CHUNK, L)
+        for l0 in range(l_start, l_end, BLOCK_L):
+            offs_l = l0 + tl.arange(0, BLOCK_L)
+            mask_l = offs_l < l_end
+            g = tl.load(G + row * L + offs_l, mask=mask_l, other=0.0)
+            ell = offs_l.to(xr.dtype)
+            mag = tl.exp(xr[:, None] * ell[None, :]) * g[None, :]
+            ph = xi[:, None] * ell[None, :]
+            cr = mag * tl.cos(ph)
+            ci = -mag * tl.sin(ph)
+            a1r += cr
+            a1i += ci
+            a2r += cr * ell[None, :]
+            a2i += ci * ell[None, :]
+        base = split * ROWS * N + row * N + offs_n
+        tl.store(T1 + 2 * base, tl.sum(a1r, axis=1), mask=mask_n)
+        tl.store(T1 + 2 * base + 1, tl.sum(a1i, axis=1), mask=mask_n)
+        tl.store(T2 + 2 * base, tl.sum(a2r, axis=1), mask=mask_n)
+        tl.store(T2 + 2 * base + 1, tl.sum(a2i, axis=1), mask=mask_n)
+
+
+if HAS_TRITON:
+
+    @triton.jit
     def _nplr_params(LAR, AI, LDT, B, P, h, M, BLOCK_N: tl.constexpr):
         # discretisation in registers: s = dt/2, w = s Lambda, u10 = s P^* B, u11 = s |P|^2
         offs_n = tl.arange(0, BLOCK_N)
@@ -484,6 +546,99 @@ if HAS_TRITON:
 if HAS_TRITON:
 
     @triton.jit
+    def _cload(PTR, idx, mask):
+        return tl.load(PTR + 2 * idx, mask=mask, other=0.0), tl.load(PTR + 2 * idx + 1, mask=mask, other=0.0)
+
+    @triton.jit
+    def _nplr_grad_epilogue(LAR, AI, LDT, B, P, C, DU, DY, D_LAR, D_AI, D_LDT, D_B, D_P, D_C, H, M, NC, NSPLIT,
+                            BLOCK_N: tl.constexpr):
+        # program h: sum the backward partials over node chunks (and channels where shared) and apply
+        # the chain rule u00 = s C B, u01 = s C P, u10 = s P^* B, u11 = s |P|^2, w = s Lambda,
+        # s = exp(log_dt) / 2, Lambda = -exp(log_A_real) + i A_imag (PyTorch's conjugate convention).
+        h = tl.program_id(0)
+        offs_n, mask_n, s, wr, wi, br, bi, pr, pi, u10r, u10i, u11r = _nplr_params(
+            LAR, AI, LDT, B, P, h, M, BLOCK_N)
+        ear = tl.exp(tl.load(LAR + h * M + offs_n, mask=mask_n, other=0.0))
+        ai = tl.load(AI + h * M + offs_n, mask=mask_n, other=0.0)
+        hp = h * M + offs_n
+        HM = H * M
+        zero = s * 0.0 * ear
+        cb0r, cb0i, cb1r, cb1i = zero, zero, zero, zero  # sum_c conj(C_c) du00_c, sum_c conj(C_c) du01_c
+        wdr, wdi = zero, zero  # sum_c conj(C B) dy00 + conj(C P) dy01
+        dsr = zero  # sum_c Re(conj(C B) du00 + conj(C P) du01)
+        d10r, d10i, d11r, d11i = zero, zero, zero, zero
+        y10r, y10i, y11r, y11i = zero, zero, zero, zero
+        for c in range(NC):
+            cr, ci = _cload(C, c * HM + hp, mask_n)
+            a0r, a0i, a1r, a1i = zero, zero, zero, zero
+            e0r, e0i, e1r, e1i = zero, zero, zero, zero
+            for sp in range(NSPLIT):
+                base = (sp * NC + c) * 4 * HM + hp
+                xr, xi = _cload(DU, base, mask_n)
+                a0r += xr
+                a0i += xi
+                xr, xi = _cload(DU, base + HM, mask_n)
+                a1r += xr
+                a1i += xi
+                xr, xi = _cload(DU, base + 2 * HM, mask_n)
+                d10r += xr
+                d10i += xi
+                xr, xi = _cload(DU, base + 3 * HM, mask_n)
+                d11r += xr
+                d11i += xi
+                xr, xi = _cload(DY, base, mask_n)
+                e0r += xr
+                e0i += xi
+                xr, xi = _cload(DY, base + HM, mask_n)
+                e1r += xr
+                e1i += xi
+                xr, xi = _cload(DY, base + 2 * HM, mask_n)
+                y10r += xr
+                y10i += xi
+                xr, xi = _cload(DY, base + 3 * HM, mask_n)
+                y11r += xr
+                y11i += xi
+            # dC_c = s (conj(B) du00_c + conj(P) du01_c)
+            dcr = s * (br * a0r + bi * a0i + pr * a1r + pi * a1i)
+            dci = s * (br * a0i - bi * a0r + pr * a1i - pi * a1r)
+            tl.store(D_C + 2 * (c * HM + hp), dcr, mask=mask_n)
+            tl.store(D_C + 2 * (c * HM + hp) + 1, dci, mask=mask_n)
+            cb0r += cr * a0r + ci * a0i
+            cb0i += cr * a0i - ci * a0r
+            cb1r += cr * a1r + ci * a1i
+            cb1i += cr * a1i - ci * a1r
+            # C B and C P (without s)
+            qbr = cr * br - ci * bi
+            qbi = cr * bi + ci * br
+            qpr = cr * pr - ci * pi
+            qpi = cr * pi + ci * pr
+            wdr += qbr * e0r + qbi * e0i + qpr * e1r + qpi * e1i
+            wdi += qbr * e0i - qbi * e0r + qpr * e1i - qpi * e1r
+            dsr += qbr * a0r + qbi * a0i + qpr * a1r + qpi * a1i
+        # P^* B and |P|^2 (without s)
+        pbr = u10r / s
+        pbi = u10i / s
+        ppr = u11r / s
+        # dB = s (sum_c conj(C) du00 + P du10)
+        tl.store(D_B + 2 * hp, s * (cb0r + pr * d10r - pi * d10i), mask=mask_n)
+        tl.store(D_B + 2 * hp + 1, s * (cb0i + pr * d10i + pi * d10r), mask=mask_n)
+        # dP = s (sum_c conj(C) du01 + B conj(du10) + 2 P Re(du11))
+        tl.store(D_P + 2 * hp, s * (cb1r + br * d10r + bi * d10i + 2.0 * pr * d11r), mask=mask_n)
+        tl.store(D_P + 2 * hp + 1, s * (cb1i + bi * d10r - br * d10i + 2.0 * pi * d11r), mask=mask_n)
+        # dw = s (sum_c ... + conj(P^* B) dy10 + |P|^2 dy11)
+        dwr = s * (wdr + pbr * y10r + pbi * y10i + ppr * y11r)
+        dwi = s * (wdi + pbr * y10i - pbi * y10r + ppr * y11i)
+        tl.store(D_LAR + hp, -s * ear * dwr, mask=mask_n)
+        tl.store(D_AI + hp, s * dwi, mask=mask_n)
+        # ds = sum_n Re(conj(Lambda) dw) + Re(conj(u_p / s) du_p) over the four products
+        ds_n = -ear * dwr + ai * dwi + dsr + pbr * d10r + pbi * d10i + ppr * d11r
+        ds = tl.sum(tl.where(mask_n, ds_n, 0.0), axis=0)
+        tl.store(D_LDT + h, ds * s)
+
+
+if HAS_TRITON:
+
+    @triton.jit
     def _step_kernel(S, U, A1, A2, A3, A4, CORE, CM, DM, SOUT, Y, H, M, NC, DPLR: tl.constexpr,
                      BLOCK_M: tl.constexpr):
         # One program per (b, h): the whole O(M) recurrence update of one SSM, then its NC outputs.
@@ -636,6 +791,12 @@ class _CauchyFn(torch.autograd.Function):
         return dv, None, dw
 
 
+def _vand_direct() -> bool:
+    """``SEQLAB_S4_VAND=direct``: the run-2 Vandermonde kernels (exp/sin/cos per term) instead of the
+    factored ones (exp(x l0) E[n, j]); both are exact to rounding, kept to compare on the GPU."""
+    return os.environ.get("SEQLAB_S4_VAND", "factored") == "direct"
+
+
 class _VandermondeFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v, x, L):
@@ -643,10 +804,16 @@ class _VandermondeFn(torch.autograd.Function):
         M, H, N = v.shape
         out = torch.empty(M, H, L, dtype=v.real.dtype, device=v.device)
         bn, bl = _blocks(N, L)
-        nchunk, chunk = _splits(M * H, L, bl)
-        _vand_fwd_kernel[(M * H, nchunk)](
-            torch.view_as_real(v), torch.view_as_real(x), out, H, N, L, chunk, BLOCK_N=bn, BLOCK_L=bl
-        )
+        ctx.direct = _vand_direct()
+        if ctx.direct:
+            _vand_fwd_direct_kernel[(M * H, triton.cdiv(L, bl))](
+                torch.view_as_real(v), torch.view_as_real(x), out, H, N, L, BLOCK_N=bn, BLOCK_L=bl
+            )
+        else:
+            nchunk, chunk = _splits(M * H, L, bl)
+            _vand_fwd_kernel[(M * H, nchunk)](
+                torch.view_as_real(v), torch.view_as_real(x), out, H, N, L, chunk, BLOCK_N=bn, BLOCK_L=bl
+            )
         ctx.save_for_backward(v, x)
         ctx.L = L
         return out
@@ -662,7 +829,7 @@ class _VandermondeFn(torch.autograd.Function):
         t1 = torch.empty((nsplit, *v.shape), dtype=v.dtype, device=v.device)
         t2 = torch.empty_like(t1)
         grid = (M * H, triton.cdiv(N, bn), nsplit)
-        _vand_bwd_kernel[grid](
+        (_vand_bwd_direct_kernel if ctx.direct else _vand_bwd_kernel)[grid](
             g, torch.view_as_real(x), torch.view_as_real(t1), torch.view_as_real(t2), H, N, L, M * H, chunk,
             BLOCK_N=bn, BLOCK_L=bl,
         )
@@ -721,28 +888,10 @@ class _NPLRKernelFn(torch.autograd.Function):
             torch.view_as_real(g), torch.view_as_real(du), torch.view_as_real(dy), H, M, LF,
             int(L_ % 2 == 0), NC, L_, chunk, BLOCK_N=bn, BLOCK_L=bl, num_warps=4,
         )
-        du, dy = du.sum(0), dy.sum(0)  # (NC, 4, H, M)
-        # chain rule to the parameters: u00 = s C B, u01 = s C P, u10 = s P^* B, u11 = s |P|^2, w = s Lambda
-        s = 0.5 * torch.exp(log_dt)[:, None]
-        B, P, C = torch.view_as_complex(b), torch.view_as_complex(p)[0], torch.view_as_complex(c)
-        ea = torch.exp(log_a_real)
-        Lam = torch.complex(-ea, a_imag)
-        du00, du01 = du[:, 0], du[:, 1]
-        du10, du11 = du[:, 2].sum(0), du[:, 3].sum(0)
-        CB, CP = C * B, C * P
-        PB, PP = P.conj() * B, (P.conj() * P).real
-        dw = ((CB.conj() * dy[:, 0] + CP.conj() * dy[:, 1]).sum(0) + PB.conj() * dy[:, 2].sum(0)
-              + PP * dy[:, 3].sum(0)) * s
-        dC = s * (B.conj() * du00 + P.conj() * du01)
-        dB = s * ((C.conj() * du00).sum(0) + P * du10)
-        dP = s * ((C.conj() * du01).sum(0) + B * du10.conj() + 2 * P * du11.real)
-        ds = ((Lam.conj() * dw).real + (CB.conj() * du00 + CP.conj() * du01).sum(0).real
-              + (PB.conj() * du10).real + PP * du11.real).sum(-1)
-        d_log_dt = ds * s[:, 0]
-        d_lar = -(s * ea) * dw.real
-        d_ai = s * dw.imag
-        return (d_lar, d_ai, d_log_dt, torch.view_as_real(dB), torch.view_as_real(dP)[None],
-                torch.view_as_real(dC), None, None, None, None)
+        outs = [torch.empty_like(t) for t in (log_a_real, a_imag, log_dt, b, p, c)]
+        _nplr_grad_epilogue[(H,)](log_a_real, a_imag, log_dt, b, p, c, torch.view_as_real(du),
+                                  torch.view_as_real(dy), *outs, H, M, NC, nsplit, BLOCK_N=bn, num_warps=1)
+        return (*outs, None, None, None, None)
 
 
 def nplr_kernel(log_a_real, a_imag, log_dt, b, p, c, nodes, scale, L_: int, L: int) -> torch.Tensor:
