@@ -193,38 +193,35 @@ if HAS_TRITON:
         # out[row, l] = 2 Re sum_n v_n exp(x_n l). With l = l0 + j (j < BLOCK_L):
         #   v_n exp(x_n l) = (v_n exp(x_n l0)) * E[n, j],   E[n, j] = exp(x_n j)
         # E is computed once per program, exp(x l0) once per (tile, n): the per-term work is 2 FMA
-        # instead of exp + sin + cos (whose slow path for large phases dominated before).
+        # instead of exp + sin + cos. All N modes sit in one tile (N <= BLOCK_N, checked by the caller).
         row = tl.program_id(0)
         h = row % H
         l_start = tl.program_id(1) * L_CHUNK
         l_end = tl.minimum(l_start + L_CHUNK, L)
         jj = tl.arange(0, BLOCK_L)
-        for n0 in range(0, N, BLOCK_N):
-            offs_n = n0 + tl.arange(0, BLOCK_N)
-            mask_n = offs_n < N
-            vr = tl.load(V + 2 * (row * N + offs_n), mask=mask_n, other=0.0)
-            vi = tl.load(V + 2 * (row * N + offs_n) + 1, mask=mask_n, other=0.0)
-            xr = tl.load(X + 2 * (h * N + offs_n), mask=mask_n, other=0.0)
-            xi = tl.load(X + 2 * (h * N + offs_n) + 1, mask=mask_n, other=0.0)
-            fj = jj.to(xr.dtype)
-            mag = tl.exp(xr[:, None] * fj[None, :])
-            ph = xi[:, None] * fj[None, :]
-            er = mag * tl.cos(ph)
-            ei = mag * tl.sin(ph)
-            for l0 in range(l_start, l_end, BLOCK_L):
-                offs_l = l0 + jj
-                mask_l = offs_l < l_end
-                f0 = (l0 + tl.zeros([BLOCK_N], dtype=tl.int32)).to(xr.dtype)
-                m0 = tl.exp(xr * f0)
-                p0 = xi * f0
-                ar = m0 * tl.cos(p0)
-                ai = m0 * tl.sin(p0)
-                vvr = vr * ar - vi * ai
-                vvi = vr * ai + vi * ar
-                part = 2.0 * tl.sum(vvr[:, None] * er - vvi[:, None] * ei, axis=0)
-                # later n-tiles add to what the earlier ones of this program stored
-                prev = tl.load(OUT + row * L + offs_l, mask=mask_l & (n0 > 0), other=0.0)
-                tl.store(OUT + row * L + offs_l, part + prev, mask=mask_l)
+        offs_n = tl.arange(0, BLOCK_N)
+        mask_n = offs_n < N
+        vr = tl.load(V + 2 * (row * N + offs_n), mask=mask_n, other=0.0)
+        vi = tl.load(V + 2 * (row * N + offs_n) + 1, mask=mask_n, other=0.0)
+        xr = tl.load(X + 2 * (h * N + offs_n), mask=mask_n, other=0.0)
+        xi = tl.load(X + 2 * (h * N + offs_n) + 1, mask=mask_n, other=0.0)
+        fj = jj.to(xr.dtype)
+        mag = tl.exp(xr[:, None] * fj[None, :])
+        ph = xi[:, None] * fj[None, :]
+        er = mag * tl.cos(ph)
+        ei = mag * tl.sin(ph)
+        for l0 in range(l_start, l_end, BLOCK_L):
+            offs_l = l0 + jj
+            mask_l = offs_l < l_end
+            f0 = (l0 + tl.zeros([BLOCK_N], dtype=tl.int32)).to(xr.dtype)
+            m0 = tl.exp(xr * f0)
+            p0 = xi * f0
+            ar = m0 * tl.cos(p0)
+            ai = m0 * tl.sin(p0)
+            vvr = vr * ar - vi * ai
+            vvi = vr * ai + vi * ar
+            part = 2.0 * tl.sum(vvr[:, None] * er - vvi[:, None] * ei, axis=0)
+            tl.store(OUT + row * L + offs_l, part, mask=mask_l)
 
     @triton.jit
     def _vand_bwd_kernel(G, X, T1, T2, H, N, L, ROWS, L_CHUNK, BLOCK_N: tl.constexpr,
@@ -792,6 +789,15 @@ class _CauchyFn(torch.autograd.Function):
         return dv, None, dw
 
 
+_VAND_MAX_MODES = 64
+
+
+def _vand_factored_blocks(N, L):
+    bn = max(16, triton.next_power_of_2(N))
+    bl = min(64 if bn <= 32 else 32, max(16, triton.next_power_of_2(L)))
+    return bn, bl
+
+
 def _vand_direct() -> bool:
     """``SEQLAB_S4_VAND=direct``: the run-2 Vandermonde kernels (exp/sin/cos per term) instead of the
     factored ones (exp(x l0) E[n, j]); both are exact to rounding, kept to compare on the GPU."""
@@ -804,13 +810,15 @@ class _VandermondeFn(torch.autograd.Function):
         v, x = v.contiguous(), x.contiguous()
         M, H, N = v.shape
         out = torch.empty(M, H, L, dtype=v.real.dtype, device=v.device)
-        bn, bl = _blocks(N, L)
-        ctx.direct = _vand_direct()
+        # the factored kernels keep all N modes in one tile; wide states (N > 64) use the direct ones
+        ctx.direct = _vand_direct() or N > _VAND_MAX_MODES
         if ctx.direct:
+            bn, bl = _blocks(N, L)
             _vand_fwd_direct_kernel[(M * H, triton.cdiv(L, bl))](
                 torch.view_as_real(v), torch.view_as_real(x), out, H, N, L, BLOCK_N=bn, BLOCK_L=bl
             )
         else:
+            bn, bl = _vand_factored_blocks(N, L)
             nchunk, chunk = _splits(M * H, L, bl)
             _vand_fwd_kernel[(M * H, nchunk)](
                 torch.view_as_real(v), torch.view_as_real(x), out, H, N, L, chunk, BLOCK_N=bn, BLOCK_L=bl
@@ -825,7 +833,7 @@ class _VandermondeFn(torch.autograd.Function):
         M, H, N = v.shape
         L = ctx.L
         g = g.contiguous().to(v.real.dtype)
-        bn, bl = _blocks(N, L)
+        bn, bl = _blocks(N, L) if ctx.direct else _vand_factored_blocks(N, L)
         nsplit, chunk = _splits(M * H * triton.cdiv(N, bn), L, bl)
         t1 = torch.empty((nsplit, *v.shape), dtype=v.dtype, device=v.device)
         t2 = torch.empty_like(t1)
