@@ -118,9 +118,9 @@ def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
     rows = []
     has_triton = triton_available(device)
     for mode in ("nplr", "diag"):
-        # variants: the default Triton path, and the run-2 path it replaced (same layer, env switch)
+        # variants: the default Triton path and its alternative (same layer, env switch)
         variant = {"nplr": ("triton-unfused", "SEQLAB_S4_FUSED", "0"),
-                   "diag": ("triton-direct", "SEQLAB_S4_VAND", "direct")}[mode]
+                   "diag": ("triton-factored", "SEQLAB_S4_VAND", "factored")}[mode]
         impls = ["naive", "triton", variant[0]] if has_triton else ["naive"]
         torch.manual_seed(0)
         layers = {impl: S4(H, d_state=N, mode=mode, kernel_impl=impl.split("-")[0]).to(device) for impl in impls}

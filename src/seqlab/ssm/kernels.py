@@ -276,7 +276,7 @@ if HAS_TRITON:
 
     @triton.jit
     def _vand_fwd_direct_kernel(V, X, OUT, H, N, L, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-        # run-2 kernel (exp + sin + cos per term), kept as SEQLAB_S4_VAND=direct for comparison
+        # exp + sin + cos per term: the default variant (SEQLAB_S4_VAND=factored selects the other)
         # out[row, l] = 2 sum_n exp(xr l) (vr cos(xi l) - vi sin(xi l))
         row = tl.program_id(0)
         h = row % H
@@ -799,9 +799,10 @@ def _vand_factored_blocks(N, L):
 
 
 def _vand_direct() -> bool:
-    """``SEQLAB_S4_VAND=direct``: the run-2 Vandermonde kernels (exp/sin/cos per term) instead of the
-    factored ones (exp(x l0) E[n, j]); both are exact to rounding, kept to compare on the GPU."""
-    return os.environ.get("SEQLAB_S4_VAND", "factored") == "direct"
+    """Vandermonde kernel variant: ``direct`` (exp/sin/cos per term, the default: faster on the H100 at
+    6 of 7 lengths in results/s4_bench_run4.json) or ``SEQLAB_S4_VAND=factored`` (exp(x l0) E[n, j]).
+    Both are exact to rounding."""
+    return os.environ.get("SEQLAB_S4_VAND", "direct") == "direct"
 
 
 class _VandermondeFn(torch.autograd.Function):
