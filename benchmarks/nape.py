@@ -31,6 +31,16 @@ from seqlab.nape.metrics import all_metrics
 from seqlab.nape.predictor import GENNAPE, select_beta
 
 
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def load_all(folder, progress=True):
     fams, graphs = {}, {}
     for name in data.FAMILIES:
@@ -70,7 +80,12 @@ def main(argv=None) -> int:
                          "leave-one-family-out on the training families")
     ap.add_argument("--rank-targets", action="store_true", help="Gaussianised-rank family targets")
     ap.add_argument("--select-epochs", type=int, default=15)
+    ap.add_argument("--merge", default=None,
+                    help="comma-separated output folders of runs over disjoint --families (e.g. run in parallel "
+                         "on a small CPU): merge their results into --out, with one plot")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge([Path(d) for d in args.merge.split(",")], Path(args.out), args.data)
     if args.quick:
         args.ensemble, args.epochs, args.pretrain_epochs, args.max_graphs, args.draws = 1, 1, 1, 64, 2
     out = Path(args.out)
@@ -85,7 +100,9 @@ def main(argv=None) -> int:
     results = {
         "meta": {"device": device, "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
                  "python": platform.python_version(), "torch": torch.__version__, "config": cfg,
-                 "argv": sys.argv, "nb101_consistent_cells": int(masks["nb101"].sum()),
+                 "argv": sys.argv, "command": "PYTHONPATH=src python " + " ".join(sys.argv),
+                 "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": _git_commit(),
+                 "threads": torch.get_num_threads(), "nb101_consistent_cells": int(masks["nb101"].sum()),
                  "families": {n: len(f) for n, f in fams.items()}},
         "sanity": {},
         "zero_shot": {}, "fine_tune": {}, "baselines": {},
@@ -168,14 +185,48 @@ def main(argv=None) -> int:
         save()
         print(f"[{held}] zero-shot {res['GENNAPE']['srcc']:.3f}  plain {res['GNN (no CL, 1 head)']['srcc']:.3f}  "
               f"ft {results['fine_tune'][held]['srcc']['mean']:.3f}  ({time.time() - t0:.0f}s)", flush=True)
+    np.savez_compressed(out / "nape_preds.npz", **{k: v.astype(np.float32) for k, v in preds.items()})
     plot(fams, preds, out / "nape_pred_vs_true.png")
     save()
     print(markdown(results))
     return 0
 
 
+def merge(parts: list[Path], out: Path, folder=None) -> int:
+    """Combine runs over disjoint held-out families (same code and settings) into one result."""
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [json.loads((p / "nape.json").read_text()) for p in parts]
+    merged = copy.deepcopy(runs[0])
+    merged["meta"]["parts"] = [{"folder": str(p), "command": r["meta"].get("command"),
+                                "elapsed_s": r["meta"].get("elapsed_s"), "date_utc": r["meta"].get("date_utc"),
+                                "commit": r["meta"].get("commit")} for p, r in zip(parts, runs)]
+    merged["meta"]["command"] = " ; ".join(r["meta"].get("command", "") for r in runs)
+    merged["meta"]["elapsed_s"] = max(r["meta"].get("elapsed_s", 0) for r in runs)  # the parts ran in parallel
+    for r in runs[1:]:
+        for k in ("zero_shot", "fine_tune", "baselines", "beta_selection"):
+            merged.setdefault(k, {}).update(r.get(k, {}))
+        if "ship" in r["meta"]:
+            merged["meta"]["ship"] = r["meta"]["ship"]
+    preds = {}
+    for p in parts:
+        if (p / "nape_preds.npz").exists():
+            preds.update(dict(np.load(p / "nape_preds.npz")))
+    fams = {n: data.load_family(n, folder) for n in preds}
+    (out / "nape.json").write_text(json.dumps(merged, indent=2))
+    (out / "nape.md").write_text(markdown(merged))
+    if preds:
+        np.savez_compressed(out / "nape_preds.npz", **preds)
+        plot(fams, preds, out / "nape_pred_vs_true.png")
+    print(markdown(merged))
+    return 0
+
+
 def markdown(r: dict) -> str:
-    lines = [f"# GENNAPE evaluation ({r['meta']['device']} {r['meta'].get('gpu') or ''})", "",
+    meta = r["meta"]
+    lines = [f"# GENNAPE evaluation ({meta['device']} {meta.get('gpu') or ''})", "",
+             f"Date {meta.get('date_utc')}, commit {meta.get('commit')}, elapsed {meta.get('elapsed_s')} s.", "",
+             f"Command: `{meta.get('command')}`", "",
+             f"Config: {meta.get('config')}", "",
              "Zero-shot: trained on the other two families. Fine-tune: 50 random samples, mean ± std over "
              "the draws, scored on the remaining architectures.", "",
              "| held-out | method | SRCC | Kendall τ | NDCG@10 | MAE | n |", "|---|---|---|---|---|---|---|"]

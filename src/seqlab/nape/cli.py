@@ -65,7 +65,7 @@ def _cmd_train(args) -> int:
 
     fams = data.training_families(args.data, args.families.split(","))
     cfg = dict(ensemble=args.ensemble, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
-               max_graphs_per_family=args.max_graphs, batch_size=args.batch_size)
+               max_graphs_per_family=args.max_graphs, batch_size=args.batch_size, rank_targets=args.rank_targets)
     if args.beta == "auto":  # inner leave-one-family-out over the training families
         beta, scores = select_beta(fams, device=args.device, **dict(cfg, epochs=15, pretrain_epochs=3))
         print(f"beta = {beta} (inner leave-one-family-out SRCC {scores})")
@@ -123,12 +123,14 @@ def register(sub) -> None:
     t.add_argument("--data", default=None)
     t.add_argument("--device", default=None)
     t.add_argument("--ensemble", type=int, default=3)
-    t.add_argument("--epochs", type=int, default=25)
-    t.add_argument("--pretrain-epochs", type=int, default=5)
-    t.add_argument("--max-graphs", type=int, default=2048)
+    t.add_argument("--epochs", type=int, default=6)
+    t.add_argument("--pretrain-epochs", type=int, default=2)
+    t.add_argument("--max-graphs", type=int, default=1024)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--seed", type=int, default=123)
     t.add_argument("--beta", default="0.5", help="FLOPs-prior weight, or 'auto' (inner leave-one-family-out)")
+    t.add_argument("--rank-targets", action=argparse.BooleanOptionalAction, default=True,
+                   help="Gaussianised within-family rank targets (default; chosen by inner leave-one-family-out)")
     t.set_defaults(func=_cmd_train)
 
     e = nsub.add_parser("eval", help="score a predictor on the labelled families")

@@ -345,17 +345,18 @@ class GENNAPE:
         mem.enc.load_state_dict(enc.state_dict())  # regression starts from the pretrained encoder
 
     @torch.no_grad()
-    def _embed(self, enc: Encoder, b: _Batches, bs: int = 256) -> torch.Tensor:
+    def _embed(self, enc: Encoder, b: _Batches, bs: int = 256, limit: int | None = None) -> torch.Tensor:
         enc.eval()
         out = []
-        for i in range(0, len(b.gs), bs):
-            idx = np.arange(i, min(i + bs, len(b.gs)))
+        n = len(b.gs) if limit is None else min(limit, len(b.gs))
+        for i in range(0, n, bs):
+            idx = np.arange(i, min(i + bs, n))
             x, ei, batch, g, _ = b.get(idx)
             out.append(enc(x, ei, batch, g, len(idx)))
         return torch.cat(out)
 
     def _cluster(self, mem: _Member, fams, seed: int):
-        zs = torch.cat([self._embed(mem.cluster_enc, b)[: self.cfg.max_graphs_per_family] for _, b, _, _ in fams])
+        zs = torch.cat([self._embed(mem.cluster_enc, b, limit=self.cfg.max_graphs_per_family) for _, b, _, _ in fams])
         mem.z_mean.copy_(zs.mean(0))
         mem.z_std.copy_(zs.std(0).clamp_min(1e-3))
         zn = (zs - mem.z_mean) / mem.z_std
@@ -368,11 +369,8 @@ class GENNAPE:
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
         steps = max(1, epochs * len(self._epoch_batches(fams, np.random.default_rng(0))))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps + 1, pct_start=0.1)
-        # memberships come from the frozen pretrained encoder: compute them once per family
-        us = []
-        for _, b, _, _ in fams:
-            us.append(memberships((self._embed(mem.cluster_enc, b) - mem.z_mean) / mem.z_std, mem.centroids,
-                                  self.cfg.fuzzy_m))
+        # memberships come from the frozen pretrained encoder (computed per batch: an epoch may see only
+        # part of a large family)
         mem.enc.train()
         mem.heads.train()
         for _ in range(epochs):
@@ -381,7 +379,7 @@ class GENNAPE:
                 x, ei, batch, g, _ = b.get(idx)
                 rt = torch.as_tensor(r[idx], dtype=torch.float32, device=self.device)
                 zt = torch.as_tensor(z[idx], dtype=torch.float32, device=self.device)
-                mixed, outs, u = mem(x, ei, batch, g, len(idx), us[fi][torch.as_tensor(idx, device=self.device)])
+                mixed, outs, u = mem(x, ei, batch, g, len(idx))
                 w = u.pow(self.cfg.fuzzy_m)
                 mse = (w * (outs - rt[:, None]).pow(2)).sum(1).div(w.sum(1)).mean()
                 # ranking on the full score (FLOPs prior + residual) against the true order
