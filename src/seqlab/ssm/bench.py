@@ -120,7 +120,7 @@ def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
     for mode in ("nplr", "diag"):
         # variants: the default Triton path and its alternative (same layer, env switch)
         variant = {"nplr": ("triton-unfused", "SEQLAB_S4_FUSED", "0"),
-                   "diag": ("triton-factored", "SEQLAB_S4_VAND", "factored")}[mode]
+                   "diag": ("triton-unfused", "SEQLAB_S4D_FUSED", "0")}[mode]
         impls = ["naive", "triton", variant[0]] if has_triton else ["naive"]
         torch.manual_seed(0)
         layers = {impl: S4(H, d_state=N, mode=mode, kernel_impl=impl.split("-")[0]).to(device) for impl in impls}
@@ -196,7 +196,7 @@ def _kernel_check(layers, mode, L):
             m.zero_grad(set_to_none=True)
     except (RuntimeError, torch.OutOfMemoryError) as exc:
         return [{**row, "status": f"error: {type(exc).__name__}: {str(exc)[:200]}"}]
-    fused = bool(ta._fused_nplr()) if mode == "nplr" else False
+    fused = bool(ta._fused_nplr() if mode == "nplr" else ta._fused_diag())
     return [{**row, "status": "ok", "rel_err": _rel(a, b), "grad_rel_err": grads, "fused": fused}]
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "triton_available",
     "ssm_step",
     "nplr_kernel",
+    "diag_kernel",
 ]
 
 
@@ -952,6 +953,291 @@ def nplr_kernel(log_a_real, a_imag, log_dt, b, p, c, nodes, scale, L_: int, L: i
     if p.shape[0] != 1 or b.shape[1] > _NPLR_MAX_MODES:
         raise ValueError("nplr_kernel supports rank 1 and at most 64 stored modes")
     return _NPLRKernelFn.apply(log_a_real, a_imag, log_dt, b, p, c, nodes, scale, L_, L)
+
+
+_DIAG_MAX_MODES = 64  # the fused S4D kernel keeps all modes of one feature in one tile
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _cmul(ar, ai, br, bi):
+        return ar * br - ai * bi, ar * bi + ai * br
+
+    @triton.jit
+    def _cmulc(ar, ai, br, bi):
+        # conj(a) * b
+        return ar * br + ai * bi, ar * bi - ai * br
+
+    @triton.jit
+    def _cdiv(ar, ai, br, bi):
+        d = br * br + bi * bi
+        return (ar * br + ai * bi) / d, (ai * br - ar * bi) / d
+
+    @triton.jit
+    def _expm1(a):
+        # exp(a) - 1 without cancellation near 0 (Kahan: (u - 1) a / log u)
+        u = tl.exp(a)
+        um1 = u - 1.0
+        lu = tl.where(um1 == 0.0, 1.0, tl.log(u))
+        small = tl.where(um1 == 0.0, a, um1 * a / lu)
+        return tl.where(tl.abs(a) < 0.5, small, um1)
+
+    @triton.jit
+    def _log1p(a):
+        # log(1 + a) without cancellation near 0 (Kahan: log(u) a / (u - 1))
+        u = 1.0 + a
+        um1 = u - 1.0
+        return tl.where(um1 == 0.0, a, tl.log(u) * a / tl.where(um1 == 0.0, 1.0, um1))
+
+    @triton.jit
+    def _diag_params(LAR, AI, LDT, B, TH, h, M, BLOCK_N: tl.constexpr, ZOH: tl.constexpr):
+        # S4D discretisation in registers for feature h: Lambda = -exp(log_A_real) + i A_imag, dt = exp(log_dt)
+        #   zoh:      x = dt Lambda,                     Bbar = B f,  f = (exp(x) - 1) / Lambda
+        #   bilinear: x = log((1 + z) / (1 - z)), z = dt Lambda / 2,  f = dt / (1 - z)
+        # (bilinear Im x = arg((1 + z) / (1 - z)) comes precomputed in TH; masked lanes give f = 0 via B = 0)
+        offs_n = tl.arange(0, BLOCK_N)
+        mask_n = offs_n < M
+        hp = h * M + offs_n
+        dt = tl.exp(tl.load(LDT + h))
+        lr = -tl.exp(tl.load(LAR + hp, mask=mask_n, other=0.0))
+        li = tl.load(AI + hp, mask=mask_n, other=0.0)
+        br = tl.load(B + 2 * hp, mask=mask_n, other=0.0)
+        bi = tl.load(B + 2 * hp + 1, mask=mask_n, other=0.0)
+        if ZOH:
+            xr = dt * lr
+            xi = dt * li
+            sh = tl.sin(0.5 * xi)
+            mr = tl.exp(xr)
+            cx = tl.cos(xi)
+            # exp(x) - 1 = expm1(xr) cos(xi) - 2 sin^2(xi / 2) + i exp(xr) sin(xi)
+            er = _expm1(xr) * cx - 2.0 * sh * sh
+            ei = mr * tl.sin(xi)
+            fr, fi = _cdiv(er, ei, lr, li)
+        else:
+            zr = 0.5 * dt * lr
+            zi = 0.5 * dt * li
+            omr = 1.0 - zr
+            dp = omr * omr + zi * zi
+            # Re x = log|1 + z| - log|1 - z| = log1p(4 zr / |1 - z|^2) / 2
+            xr = 0.5 * _log1p(4.0 * zr / dp)
+            xi = tl.load(TH + hp, mask=mask_n, other=0.0)
+            fr = dt * omr / dp
+            fi = dt * zi / dp
+        return offs_n, mask_n, hp, dt, lr, li, br, bi, xr, xi, fr, fi
+
+    @triton.jit
+    def _diag_fwd_kernel(LAR, AI, LDT, B, C, TH, OUT, H, M, L, NC, ZOH: tl.constexpr,
+                         BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+        # One program: one h, BLOCK_L positions, all channels (exp(x l) computed once for all of them).
+        #   K[c, h, l] = 2 Re sum_n C[c,h,n] Bbar[h,n] exp(x[h,n] l)
+        h = tl.program_id(0)
+        offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+        mask_l = offs_l < L
+        offs_n, mask_n, hp, dt, lr, li, br, bi, xr, xi, fr, fi = _diag_params(
+            LAR, AI, LDT, B, TH, h, M, BLOCK_N, ZOH)
+        wr, wi = _cmul(br, bi, fr, fi)
+        ell = offs_l.to(xr.dtype)
+        mag = tl.exp(xr[:, None] * ell[None, :])
+        ph = xi[:, None] * ell[None, :]
+        er = mag * tl.cos(ph)
+        ei = mag * tl.sin(ph)
+        HM = H * M
+        for c in range(NC):
+            cr = tl.load(C + 2 * (c * HM + hp), mask=mask_n, other=0.0)
+            ci = tl.load(C + 2 * (c * HM + hp) + 1, mask=mask_n, other=0.0)
+            vr, vi = _cmul(cr, ci, wr, wi)
+            out = 2.0 * tl.sum(vr[:, None] * er - vi[:, None] * ei, axis=0)
+            tl.store(OUT + (c * H + h) * L + offs_l, out, mask=mask_l)
+
+    @triton.jit
+    def _diag_bwd_kernel(LAR, AI, LDT, B, TH, G, T1, T2, H, M, L, ROWS, L_CHUNK, ZOH: tl.constexpr,
+                         BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+        # program (row = c H + h, split): T1[split, row, n] = sum_l g_l conj(e^{x l}),
+        # T2[split, row, n] = sum_l g_l l conj(e^{x l}) over one chunk of positions.
+        row = tl.program_id(0)
+        split = tl.program_id(1)
+        h = row % H
+        offs_n, mask_n, hp, dt, lr, li, br, bi, xr, xi, fr, fi = _diag_params(
+            LAR, AI, LDT, B, TH, h, M, BLOCK_N, ZOH)
+        a1r = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        a1i = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        a2r = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        a2i = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        l_start = split * L_CHUNK
+        l_end = tl.minimum(l_start + L_CHUNK, L)
+        for l0 in range(l_start, l_end, BLOCK_L):
+            offs_l = l0 + tl.arange(0, BLOCK_L)
+            mask_l = offs_l < l_end
+            g = tl.load(G + row * L + offs_l, mask=mask_l, other=0.0)
+            ell = offs_l.to(xr.dtype)
+            mag = tl.exp(xr[:, None] * ell[None, :]) * g[None, :]
+            ph = xi[:, None] * ell[None, :]
+            cr = mag * tl.cos(ph)
+            ci = -mag * tl.sin(ph)
+            a1r += cr
+            a1i += ci
+            a2r += cr * ell[None, :]
+            a2i += ci * ell[None, :]
+        base = split * ROWS * M + row * M + offs_n
+        tl.store(T1 + 2 * base, tl.sum(a1r, axis=1), mask=mask_n)
+        tl.store(T1 + 2 * base + 1, tl.sum(a1i, axis=1), mask=mask_n)
+        tl.store(T2 + 2 * base, tl.sum(a2r, axis=1), mask=mask_n)
+        tl.store(T2 + 2 * base + 1, tl.sum(a2i, axis=1), mask=mask_n)
+
+    @triton.jit
+    def _diag_grad_epilogue(LAR, AI, LDT, B, C, TH, T1, T2, D_LAR, D_AI, D_LDT, D_B, D_C, H, M, NC, NSPLIT,
+                            ZOH: tl.constexpr, BLOCK_N: tl.constexpr):
+        # program h: sum the partials over position chunks, then the chain rule (PyTorch's conjugate
+        # convention, holomorphic steps: grad_in = conj(d out / d in) grad_out):
+        #   dv_c = 2 T1_c, dx = 2 sum_c conj(v_c) T2_c, dC_c = conj(W) dv_c, dW = sum_c conj(C_c) dv_c,
+        #   dB = conj(f) dW, dLambda = conj(dx/dLambda) dx + conj(dW/dLambda) dW,
+        #   d dt = sum_n Re(conj(dx/ddt) dx + conj(dW/ddt) dW).
+        h = tl.program_id(0)
+        offs_n, mask_n, hp, dt, lr, li, br, bi, xr, xi, fr, fi = _diag_params(
+            LAR, AI, LDT, B, TH, h, M, BLOCK_N, ZOH)
+        wr, wi = _cmul(br, bi, fr, fi)
+        HM = H * M
+        zero = xr * 0.0
+        dwr, dwi, dxr, dxi = zero, zero, zero, zero
+        for c in range(NC):
+            cr = tl.load(C + 2 * (c * HM + hp), mask=mask_n, other=0.0)
+            ci = tl.load(C + 2 * (c * HM + hp) + 1, mask=mask_n, other=0.0)
+            t1r, t1i, t2r, t2i = zero, zero, zero, zero
+            for sp in range(NSPLIT):
+                base = (sp * NC + c) * HM + hp
+                t1r += tl.load(T1 + 2 * base, mask=mask_n, other=0.0)
+                t1i += tl.load(T1 + 2 * base + 1, mask=mask_n, other=0.0)
+                t2r += tl.load(T2 + 2 * base, mask=mask_n, other=0.0)
+                t2i += tl.load(T2 + 2 * base + 1, mask=mask_n, other=0.0)
+            dvr = 2.0 * t1r
+            dvi = 2.0 * t1i
+            dcr, dci = _cmulc(wr, wi, dvr, dvi)
+            tl.store(D_C + 2 * (c * HM + hp), dcr, mask=mask_n)
+            tl.store(D_C + 2 * (c * HM + hp) + 1, dci, mask=mask_n)
+            pr, pi = _cmulc(cr, ci, dvr, dvi)
+            dwr += pr
+            dwi += pi
+            vr, vi = _cmul(cr, ci, wr, wi)
+            qr, qi = _cmulc(vr, vi, t2r, t2i)
+            dxr += 2.0 * qr
+            dxi += 2.0 * qi
+        dbr, dbi = _cmulc(fr, fi, dwr, dwi)
+        tl.store(D_B + 2 * hp, dbr, mask=mask_n)
+        tl.store(D_B + 2 * hp + 1, dbi, mask=mask_n)
+        if ZOH:
+            # dx/dLambda = dt, dx/ddt = Lambda; dW/dLambda = B (dt e^x - f) / Lambda, dW/ddt = B e^x
+            mg = tl.exp(xr)
+            exr = mg * tl.cos(xi)
+            exi = mg * tl.sin(xi)
+            kr, ki = _cdiv(dt * exr - fr, dt * exi - fi, lr, li)
+            klr, kli = _cmul(br, bi, kr, ki)
+            kdr, kdi = _cmul(br, bi, exr, exi)
+            xlr = dt + zero
+            xli = zero
+            xdr = lr
+            xdi = li
+        else:
+            # z = dt Lambda / 2: dx/dz = 2 / ((1 - z)(1 + z)); dW/dLambda = B dt^2 / (2 (1 - z)^2),
+            # dW/ddt = B / (1 - z)^2
+            zr = 0.5 * dt * lr
+            zi = 0.5 * dt * li
+            o2r, o2i = _cmul(1.0 - zr, -zi, 1.0 - zr, -zi)
+            kdr, kdi = _cdiv(br, bi, o2r, o2i)
+            klr = 0.5 * dt * dt * kdr
+            kli = 0.5 * dt * dt * kdi
+            pzr, pzi = _cmul(1.0 - zr, -zi, 1.0 + zr, zi)
+            qr, qi = _cdiv(2.0 + zero, zero, pzr, pzi)
+            xlr = 0.5 * dt * qr
+            xli = 0.5 * dt * qi
+            xdr, xdi = _cmul(qr, qi, 0.5 * lr, 0.5 * li)
+        a1r, a1i = _cmulc(xlr, xli, dxr, dxi)
+        a2r, a2i = _cmulc(klr, kli, dwr, dwi)
+        dlr = a1r + a2r
+        dli = a1i + a2i
+        # Lambda = -exp(log_A_real) + i A_imag: d log_A_real = Re(dLambda) lr, d A_imag = Im(dLambda)
+        tl.store(D_LAR + hp, lr * dlr, mask=mask_n)
+        tl.store(D_AI + hp, dli, mask=mask_n)
+        b1r, b1i = _cmulc(xdr, xdi, dxr, dxi)
+        b2r, b2i = _cmulc(kdr, kdi, dwr, dwi)
+        ddt = tl.sum(tl.where(mask_n, b1r + b2r, 0.0), axis=0)
+        tl.store(D_LDT + h, ddt * dt)
+
+
+def _diag_theta(log_a_real, a_imag, log_dt):
+    """Bilinear Im x = arg((1 + z) / (1 - z)) = atan2(2 Im z, 1 - |z|^2), z = dt Lambda / 2 (no autograd)."""
+    with torch.no_grad():
+        hdt = 0.5 * torch.exp(log_dt)[:, None]
+        zr, zi = -hdt * torch.exp(log_a_real), hdt * a_imag
+        return torch.atan2(2 * zi, 1 - (zr * zr + zi * zi)).contiguous()
+
+
+def _diag_blocks(M, L):
+    bn = max(16, triton.next_power_of_2(M))
+    bl = min(64 if bn <= 32 else 32, max(16, triton.next_power_of_2(L)))
+    return bn, bl
+
+
+class _DiagKernelFn(torch.autograd.Function):
+    """Fused S4D kernel generation from the raw parameters (zoh or bilinear).
+
+    Forward: one Triton launch (discretisation + Vandermonde sum for all channels; bilinear adds the
+    atan2 of the poles). Backward: one Triton launch for the position sums (split over L) and one for
+    the chain rule to every raw parameter.
+    """
+
+    @staticmethod
+    def forward(ctx, log_a_real, a_imag, log_dt, b, c, L, zoh):
+        log_a_real, a_imag, log_dt = log_a_real.contiguous(), a_imag.contiguous(), log_dt.contiguous()
+        b, c = b.contiguous(), c.contiguous()
+        NC, H, M = c.shape[:3]
+        th = a_imag if zoh else _diag_theta(log_a_real, a_imag, log_dt)
+        out = torch.empty(NC, H, L, dtype=log_dt.dtype, device=log_dt.device)
+        bn, bl = _diag_blocks(M, L)
+        _diag_fwd_kernel[(H, triton.cdiv(L, bl))](
+            log_a_real, a_imag, log_dt, b, c, th, out, H, M, L, NC, ZOH=bool(zoh), BLOCK_N=bn, BLOCK_L=bl,
+        )
+        ctx.save_for_backward(log_a_real, a_imag, log_dt, b, c, th)
+        ctx.L, ctx.zoh = L, bool(zoh)
+        return out
+
+    @staticmethod
+    def backward(ctx, gk):
+        log_a_real, a_imag, log_dt, b, c, th = ctx.saved_tensors
+        L, zoh = ctx.L, ctx.zoh
+        NC, H, M = c.shape[:3]
+        g = gk.contiguous().to(log_dt.dtype)
+        bn, bl = _diag_blocks(M, L)
+        nsplit, chunk = _splits(NC * H, L, bl)
+        t1 = torch.empty(nsplit, NC, H, M, 2, dtype=log_dt.dtype, device=log_dt.device)
+        t2 = torch.empty_like(t1)
+        _diag_bwd_kernel[(NC * H, nsplit)](
+            log_a_real, a_imag, log_dt, b, th, g, t1, t2, H, M, L, NC * H, chunk, ZOH=zoh,
+            BLOCK_N=bn, BLOCK_L=bl,
+        )
+        outs = [torch.empty_like(t) for t in (log_a_real, a_imag, log_dt, b, c)]
+        _diag_grad_epilogue[(H,)](
+            log_a_real, a_imag, log_dt, b, c, th, t1, t2, *outs, H, M, NC, nsplit, ZOH=zoh, BLOCK_N=bn,
+            num_warps=1,
+        )
+        return (*outs, None, None)
+
+
+def diag_kernel(log_a_real, a_imag, log_dt, b, c, L: int, disc: str = "zoh") -> torch.Tensor:
+    """Fused S4D kernel K (C, H, L) real from the raw parameters of a diagonal layer.
+
+    log_a_real, a_imag (H, M): Lambda = -exp(log_a_real) + i a_imag; log_dt (H,); b (H, M, 2),
+    c (C, H, M, 2): B and C as (re, im) pairs; ``disc`` 'zoh' or 'bilinear'. Equals
+    ``vandermonde(C Bbar, x, L)`` with the discretisation of ``S4._diag_discrete``; differentiable in
+    all parameters (M <= 64).
+    """
+    _require_triton(log_dt)
+    if b.shape[1] > _DIAG_MAX_MODES:
+        raise ValueError(f"diag_kernel supports at most {_DIAG_MAX_MODES} modes")
+    if disc not in ("zoh", "bilinear"):
+        raise ValueError(f"disc must be 'zoh' or 'bilinear', got {disc!r}")
+    if isinstance(L, bool) or not isinstance(L, int) or L < 1:
+        raise ValueError(f"L must be a positive int, got {L!r}")
+    return _DiagKernelFn.apply(log_a_real, a_imag, log_dt, b, c, L, disc == "zoh")
 
 
 def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, impl: str = "triton") -> torch.Tensor:

@@ -26,7 +26,17 @@ import torch
 from torch import nn
 
 from . import hippo
-from .kernels import _NPLR_MAX_MODES, cauchy, fft_conv, nplr_kernel, ssm_step, triton_available, vandermonde
+from .kernels import (
+    _DIAG_MAX_MODES,
+    _NPLR_MAX_MODES,
+    cauchy,
+    diag_kernel,
+    fft_conv,
+    nplr_kernel,
+    ssm_step,
+    triton_available,
+    vandermonde,
+)
 
 __all__ = ["S4", "SSMMatrices", "ssm_param_groups"]
 
@@ -229,6 +239,13 @@ class S4(nn.Module):
         return (self.P.shape[0] == 1 and self.n_modes <= _NPLR_MAX_MODES
                 and os.environ.get("SEQLAB_S4_FUSED", "1") != "0" and self._impl(self.log_dt) == "triton")
 
+    def _fused_diag(self) -> bool:
+        """Whether kernel(L) uses the fused Triton S4D kernel (<= 64 modes, Triton path).
+
+        ``SEQLAB_S4D_FUSED=0`` in the environment falls back to the discretise + Vandermonde-op path."""
+        return (self.mode == "diag" and self.n_modes <= _DIAG_MAX_MODES
+                and os.environ.get("SEQLAB_S4D_FUSED", "1") != "0" and self._impl(self.log_dt) == "triton")
+
     def _full(self, z: torch.Tensor) -> torch.Tensor:
         """Append the conjugate half along the last dim: (..., M) -> (..., 2M)."""
         return torch.cat([z, z.conj()], dim=-1)
@@ -356,6 +373,9 @@ class S4(nn.Module):
         """
         L = self._check_length(L)
         if self.mode == "diag":
+            if self._fused_diag():
+                # one Triton launch forward, two backward, straight from the raw parameters
+                return diag_kernel(self.log_A_real, self.A_imag, self.log_dt, self.B, self.C, L, self.disc)
             x, Bbar = self._diag_discrete()
             v = _cplx(self.C) * Bbar
             return vandermonde(v, x, L, impl=self._impl(v))
