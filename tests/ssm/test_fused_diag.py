@@ -12,6 +12,12 @@ pytestmark = pytest.mark.skipif(not K.HAS_TRITON, reason="triton not installed")
 PARAMS = {"log_A_real", "A_imag", "B", "C", "log_dt"}
 
 
+@pytest.fixture(autouse=True)
+def _fused_on(monkeypatch):
+    # the fused S4D path is opt-in (SEQLAB_S4D_FUSED=1)
+    monkeypatch.setenv("SEQLAB_S4D_FUSED", "1")
+
+
 def _rel(a, b):
     a, b = (t.to(torch.complex128) if t.is_complex() else t.double() for t in (a, b))
     return (torch.linalg.norm(a - b) / torch.linalg.norm(b)).item()
@@ -117,6 +123,8 @@ def test_fused_diag_selection(monkeypatch):
     assert m._fused_diag()
     monkeypatch.setenv("SEQLAB_S4D_FUSED", "0")
     assert not m._fused_diag()
+    monkeypatch.delenv("SEQLAB_S4D_FUSED")
+    assert not m._fused_diag()  # default: the unfused path
 
 
 def test_diag_kernel_argument_checks():

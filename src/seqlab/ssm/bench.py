@@ -120,7 +120,7 @@ def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
     for mode in ("nplr", "diag"):
         # variants: the default Triton path and its alternative (same layer, env switch)
         variant = {"nplr": ("triton-unfused", "SEQLAB_S4_FUSED", "0"),
-                   "diag": ("triton-unfused", "SEQLAB_S4D_FUSED", "0")}[mode]
+                   "diag": ("triton-fused", "SEQLAB_S4D_FUSED", "1")}[mode]
         impls = ["naive", "triton", variant[0]] if has_triton else ["naive"]
         torch.manual_seed(0)
         layers = {impl: S4(H, d_state=N, mode=mode, kernel_impl=impl.split("-")[0]).to(device) for impl in impls}
@@ -129,6 +129,9 @@ def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
         # correctness on the device first (before the lengths grow the NPLR kernel length)
         if has_triton:
             rows += _kernel_check(layers, mode, min(lengths[0], 2048))
+            if mode == "diag":  # the opt-in fused S4D path too
+                with _env({"SEQLAB_S4D_FUSED": "1"}):
+                    rows += _kernel_check(layers, mode, min(lengths[0], 2048))
         for L in lengths:
             for impl in impls:
                 row = {"section": "kernel", "mode": mode, "impl": impl, "H": H, "N": N, "L": L}
@@ -536,7 +539,7 @@ def plot(result: dict, path: str) -> bool:
     rows = result["rows"]
     fig, ax = plt.subplots(1, 4, figsize=(20, 4.5))
     for mode in ("nplr", "diag"):
-        for impl in ("naive", "triton", "triton-unfused", "triton-direct"):
+        for impl in ("naive", "triton", "triton-unfused", "triton-fused", "triton-direct"):
             rs = [r for r in rows if r["section"] == "kernel" and r.get("mode") == mode and r.get("impl") == impl
                   and r.get("status") == "ok"]
             if rs:
