@@ -23,10 +23,11 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import time
 
 import torch
+
+from seqlab.utils.runinfo import git_commit
 
 from .blocks import SequenceModel
 from .kernels import triton_available
@@ -443,14 +444,8 @@ def environment(device) -> dict:
         env["triton"] = triton.__version__
     except ImportError:
         env["triton"] = None
-    commit = os.environ.get("SEQLAB_GIT_COMMIT")  # set by the caller where the tree has no git metadata
-    if not commit:
-        try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                    cwd=os.path.dirname(__file__), timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            commit = ""
-    env["git_commit"] = commit if len(commit) == 40 and all(c in "0123456789abcdef" for c in commit) else None
+    commit = git_commit()
+    env["git_commit"] = None if commit == "unknown" else commit
     return env
 
 

@@ -10,8 +10,9 @@ import sys
 
 
 def git_commit() -> str:
-    """The commit being measured: ``SEQLAB_COMMIT`` if set (the device copy has no .git), else git."""
-    env = os.environ.get("SEQLAB_COMMIT")
+    """The commit being measured: ``SEQLAB_COMMIT`` (or ``SEQLAB_GIT_COMMIT``) if set, since the device
+    copy of the tree has no .git; else ``git rev-parse HEAD``."""
+    env = os.environ.get("SEQLAB_COMMIT") or os.environ.get("SEQLAB_GIT_COMMIT")
     if env:
         return env
     try:
