@@ -33,7 +33,7 @@ def _splits_heuristic(batch: int, nheads_k: int, m_blocks: int, cache_len: int, 
 def _triton_decode(q, k_cache, v_cache, seqlens_k, scale, wl, wr, alibi, num_splits):
     import triton
 
-    from . import _triton_kernels as kern
+    from . import _triton_decode as kern
     from ._triton_launch import _block_d, interpreting
 
     batch, seqlen_q, nheads, d = q.shape
