@@ -32,8 +32,11 @@ from seqlab.nape.predictor import GENNAPE, select_beta
 
 
 def _git_commit() -> str | None:
+    import os
     import subprocess
 
+    if os.environ.get("SEQLAB_GIT_COMMIT"):  # set when the tree was copied without .git (remote GPU runs)
+        return os.environ["SEQLAB_GIT_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).resolve().parent).stdout.strip()
@@ -79,6 +82,8 @@ def main(argv=None) -> int:
                     help="FLOPs-prior weight; several (e.g. 0.25,0.5,1,2,4) are chosen between by inner "
                          "leave-one-family-out on the training families")
     ap.add_argument("--rank-targets", action="store_true", help="Gaussianised-rank family targets")
+    ap.add_argument("--struct-features", action="store_true",
+                    help="append the structural graph features (data.STRUCT_FEATURES) to the embedding")
     ap.add_argument("--select-epochs", type=int, default=15)
     ap.add_argument("--merge", default=None,
                     help="comma-separated output folders of runs over disjoint --families (e.g. run in parallel "
@@ -95,7 +100,8 @@ def main(argv=None) -> int:
     masks = {n: np.ones(len(fams[n]), bool) for n in fams}
     masks["nb101"] = data.nb101_consistent(fams["nb101"], graphs["nb101"])
     cfg = dict(ensemble=args.ensemble, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
-               max_graphs_per_family=args.max_graphs, batch_size=args.batch_size, rank_targets=args.rank_targets)
+               max_graphs_per_family=args.max_graphs, batch_size=args.batch_size, rank_targets=args.rank_targets,
+               struct_features=args.struct_features)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     results = {
         "meta": {"device": device, "gpu": torch.cuda.get_device_name() if device == "cuda" else None,

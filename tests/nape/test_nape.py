@@ -321,7 +321,8 @@ def test_gennape_fit_predict_finetune_save_load(tmp_path):
         model.predict(["not a graph"])
 
 
-def test_gennape_predictions_do_not_depend_on_the_batch():
+@pytest.mark.parametrize("struct", [False, True])
+def test_gennape_predictions_do_not_depend_on_the_batch(struct):
     """predict(list) == [predict([g]) for g], also after fine_tune; percent inside [0, 100]."""
     from seqlab.nape import GENNAPE
 
@@ -329,7 +330,7 @@ def test_gennape_predictions_do_not_depend_on_the_batch():
     gs_a, y_a, _ = _toy_family(32, 0, [4, 8, 16])
     _, y_b, graphs_b = _toy_family(12, 1, [6, 12])
     model = GENNAPE(device="cpu", ensemble=2, epochs=3, pretrain_epochs=1, batch_size=16, hidden=16, layers=1,
-                    clusters=2).fit({"a": (gs_a, y_a)}, progress=False)
+                    clusters=2, struct_features=struct).fit({"a": (gs_a, y_a)}, progress=False)
     for _ in range(2):
         together = model.predict(graphs_b)
         alone = np.array([model.predict([g])[0] for g in graphs_b])
@@ -375,3 +376,29 @@ def test_select_beta_uses_only_training_families():
     assert best in (0.5, 4.0) and set(scores) == {0.5, 4.0}
     assert all(-1.0 <= v <= 1.0 for v in scores.values())
     assert select_beta({"a": (gs_a, y_a)})[1] == {}  # one family: nothing to validate on
+
+
+def test_structure_features_paths_depths_and_fractions():
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.c3 = nn.Conv2d(8, 8, 1, stride=2)
+
+        def forward(self, x):
+            h = self.c1(x)
+            h = h + self.c2(h)  # two paths: through c2 (depth 3 with c3) and around it (depth 2)
+            return self.c3(h)
+
+    cg = ComputationGraph.from_module(Res().eval(), torch.zeros(1, 3, 16, 16))
+    gs = nd.GraphSet.from_graphs([cg, cg])
+    f = dict(zip(nd.STRUCT_FEATURES, gs.structure()[0]))
+    assert gs.structure().shape == (2, len(nd.STRUCT_FEATURES))
+    assert f["log_paths"] == pytest.approx(1 / 32)  # log2(2 paths) / 32
+    assert f["depth_shortest"] == pytest.approx(np.log2(3) / 10)  # c1, c3
+    assert f["depth_mean"] == pytest.approx(np.log2(1 + 2.5) / 10)  # mean of 2 and 3
+    assert f["frac_conv"] == pytest.approx(3 / len(cg.nodes))
+    assert f["frac_conv1x1"] == pytest.approx(1 / 3)
+    assert f["downsample"] == pytest.approx(1 / 6)  # 16 -> 8
+    np.testing.assert_array_equal(gs.select([1]).structure()[0], gs.structure()[1])

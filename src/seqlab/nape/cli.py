@@ -65,7 +65,8 @@ def _cmd_train(args) -> int:
 
     fams = data.training_families(args.data, args.families.split(","))
     cfg = dict(ensemble=args.ensemble, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
-               max_graphs_per_family=args.max_graphs, batch_size=args.batch_size, rank_targets=args.rank_targets)
+               max_graphs_per_family=args.max_graphs, batch_size=args.batch_size, rank_targets=args.rank_targets,
+               struct_features=args.struct_features)
     if args.beta == "auto":  # inner leave-one-family-out over the training families
         beta, scores = select_beta(fams, device=args.device, **dict(cfg, epochs=15, pretrain_epochs=3))
         print(f"beta = {beta} (inner leave-one-family-out SRCC {scores})")
@@ -131,6 +132,8 @@ def register(sub) -> None:
     t.add_argument("--beta", default="0.5", help="FLOPs-prior weight, or 'auto' (inner leave-one-family-out)")
     t.add_argument("--rank-targets", action=argparse.BooleanOptionalAction, default=True,
                    help="Gaussianised within-family rank targets (default; chosen by inner leave-one-family-out)")
+    t.add_argument("--struct-features", action=argparse.BooleanOptionalAction, default=False,
+                   help="append structural graph features (op-group fractions, path depths/counts, widths)")
     t.set_defaults(func=_cmd_train)
 
     e = nsub.add_parser("eval", help="score a predictor on the labelled families")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import spaces
-from .graph import ComputationGraph
+from .graph import NUMERIC_FEATURES, OP_INDEX, OP_TYPES, ComputationGraph
 
 FEATURE_VERSION = 1  # bump when CG features change: invalidates the cache
 FAMILIES = ("nb201", "macro", "nb101")
@@ -198,9 +198,17 @@ class GraphSet:
     sig: np.ndarray
     flops: np.ndarray
     params: np.ndarray
+    _struct: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.g)
+
+    def structure(self) -> np.ndarray:
+        """Structural graph features, float32 ``(G, len(STRUCT_FEATURES))`` (see :func:`structure_features`);
+        computed once per set from its node features and edges."""
+        if self._struct is None:
+            self._struct = structure_features(self)
+        return self._struct
 
     @classmethod
     def from_graphs(cls, graphs: list[ComputationGraph]) -> GraphSet:
@@ -228,6 +236,7 @@ class GraphSet:
             edges=np.concatenate(es, axis=1) if es else self.edges[:, :0],
             eoff=np.concatenate([[0], np.cumsum([e.shape[1] for e in es])]).astype(np.int64),
             g=self.g[idx], sig=self.sig[idx], flops=self.flops[idx], params=self.params[idx],
+            _struct=None if self._struct is None else self._struct[idx],
         )
 
     @staticmethod
@@ -255,6 +264,94 @@ class GraphSet:
         z = np.load(path)
         return cls(x=z["x"].astype(np.float32), offsets=z["offsets"], edges=z["edges"].astype(np.int64),
                    eoff=z["eoff"], g=z["g"], sig=z["sig"], flops=z["flops"], params=z["params"])
+
+
+# Structural graph features, derived from a GraphSet's node features and edges (so cached CGs need no
+# re-tracing). Every value uses fixed constants and depends on its own graph only.
+_OP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("conv", ("conv",)), ("dense", ("linear", "matmul", "attention")), ("norm", ("batchnorm", "layernorm")),
+    ("act", ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "softmax")), ("add", ("add",)),
+    ("merge", ("mul", "concat", "slice")), ("pool", ("maxpool", "avgpool", "adaptivepool", "mean")),
+    ("avgpool", ("avgpool",)), ("maxpool", ("maxpool",)), ("pass", ("identity", "reshape", "zero", "other")),
+)
+STRUCT_FEATURES: tuple[str, ...] = (
+    *(f"frac_{n}" for n, _ in _OP_GROUPS), "frac_conv1x1", "frac_depthwise", "n_stride2", "n_pool",
+    "conv_width_mean", "conv_width_max", "conv_res_mean", "downsample", "depth_shortest", "depth_mean",
+    "log_paths", "conv_flops_share_hires",
+)
+_WEIGHTED = (OP_INDEX["conv"], OP_INDEX["linear"], OP_INDEX["matmul"], OP_INDEX["attention"])
+
+
+def _num(name: str) -> int:
+    return len(OP_TYPES) + NUMERIC_FEATURES.index(name)
+
+
+def structure_features(gs: GraphSet) -> np.ndarray:
+    """Per-graph structural features, float32 ``(G, len(STRUCT_FEATURES))``, all in about [0, 1]:
+
+    fraction of nodes in each op group (conv, dense, norm, activation, add, merge, pools, pass-through),
+    of 1x1 and of depthwise convs; log counts of stride-2 ops and of pools; mean/max log-width and mean
+    relative resolution of the convs; total downsampling (log2 of input over smallest conv resolution);
+    shortest and path-averaged input-to-output depth in weighted ops (conv/linear/matmul) next to the
+    longest one of ``g``; log2 number of input-to-output paths; share of conv FLOPs at the input resolution.
+    """
+    n_g = len(gs)
+    out = np.zeros((n_g, len(STRUCT_FEATURES)), dtype=np.float32)
+    x = gs.x
+    onehot = x[:, : len(OP_TYPES)] > 0.5
+    weighted = onehot[:, list(_WEIGHTED)].any(1)
+    is_conv = onehot[:, OP_INDEX["conv"]]
+    k_h, stride, dw = x[:, _num("kernel_h")] * 7.0, x[:, _num("stride")] * 2.0, x[:, _num("depthwise")] > 0.5
+    width, res, node_flops = x[:, _num("out_channels")], x[:, _num("out_res_rel")], x[:, _num("flops")]
+    log2 = np.log2
+    for i in range(n_g):
+        a, b = gs.offsets[i], gs.offsets[i + 1]
+        n = b - a
+        if n == 0:
+            continue
+        oh = onehot[a:b]
+        f = []
+        for _, members in _OP_GROUPS:
+            f.append(oh[:, [OP_INDEX[m] for m in members]].any(1).mean())
+        conv = is_conv[a:b]
+        n_conv = max(int(conv.sum()), 1)
+        f.append((conv & (k_h[a:b] < 1.5)).sum() / n_conv)
+        f.append((conv & dw[a:b]).sum() / n_conv)
+        f.append(log2(1 + (stride[a:b] > 1.5).sum()) / 6)
+        f.append(log2(1 + oh[:, [OP_INDEX[m] for m in ("maxpool", "avgpool")]].any(1).sum()) / 6)
+        if conv.any():
+            w, r = width[a:b][conv], res[a:b][conv]
+            fl = np.exp2(node_flops[a:b][conv] * 32) - 1  # undo log2(1 + flops) / 32
+            f += [w.mean(), w.max(), r.mean(), min(log2(1.0 / max(r.min(), 1e-3)) / 6, 2.0)]
+            hires = fl[r > 0.99].sum() / max(fl.sum(), 1.0)
+        else:
+            f += [0.0, 0.0, 0.0, 0.0]
+            hires = 0.0
+        # DAG dynamic programmes over the (topologically ordered) nodes
+        e = gs.edges[:, gs.eoff[i]:gs.eoff[i + 1]]
+        preds: list[list[int]] = [[] for _ in range(n)]
+        for s, d in zip(e[0].tolist(), e[1].tolist()):
+            preds[d].append(s)
+        wv = weighted[a:b].astype(np.float64)
+        short = np.zeros(n)
+        lpaths = np.zeros(n)  # log2 number of paths from a source
+        mdepth = np.zeros(n)  # mean weighted depth over those paths
+        for j in range(n):
+            p = preds[j]
+            if p:
+                lp = np.array([lpaths[q] for q in p])
+                top = lp.max()
+                wts = np.exp2(lp - top)
+                lpaths[j] = top + log2(wts.sum())
+                mdepth[j] = float((wts * mdepth[p]).sum() / wts.sum()) + wv[j]
+                short[j] = min(short[q] for q in p) + wv[j]
+            else:
+                short[j] = mdepth[j] = wv[j]
+        outs = np.flatnonzero(oh[:, OP_INDEX["output"]])
+        o = int(outs[-1]) if len(outs) else n - 1
+        f += [log2(1 + short[o]) / 10, log2(1 + mdepth[o]) / 10, min(lpaths[o] / 32, 2.0), hires]
+        out[i] = f
+    return out
 
 
 def trace_id(family: str, arch_id: str, build: Callable[[str], torch.nn.Module]) -> ComputationGraph:

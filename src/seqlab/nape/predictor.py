@@ -5,7 +5,9 @@ Pipeline for each ensemble member (one seed):
 1. **Encoder**: input projection, then ``layers`` blocks of two ``torch_geometric`` ``GraphConv``
    (k-GNN, Morris et al.) passes, one along the directed edges and one against them (a CG's input
    node would otherwise never receive messages), with LayerNorm, ReLU and a residual; mean + max
-   pooling, concatenated with the graph-level features (log FLOPs/params/size, depth, op counts).
+   pooling, concatenated with the graph-level features (log FLOPs/params/size, depth, op counts; with
+   ``struct_features`` also ``data.STRUCT_FEATURES``: op-group fractions, widths, resolutions,
+   downsampling, shortest/mean path depth, number of paths, all from the CG with fixed constants).
 2. **Contrastive pretraining** (NT-Xent, Chen et al. 2020): two dropout/feature-masked views of each
    graph; the other view is a positive of weight 1, and every other graph in the batch is a soft
    positive weighted by ``exp(-d^2 / median(d^2))`` where ``d`` is the L1 distance between the
@@ -38,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import GraphSet
+from .data import STRUCT_FEATURES, GraphSet
 from .graph import GRAPH_FEATURES, NUM_NODE_FEATURES, ComputationGraph
 
 FLOPS_SCALE = 0.6  # ~ the std of ln(FLOPs) within a NAS family; fixed so one graph can be scored alone
@@ -61,18 +63,20 @@ class Config:
     ensemble: int = 3
     max_graphs_per_family: int = 4096  # subsample large families per epoch (CPU budget)
     rank_targets: bool = False  # Gaussianised within-family ranks instead of z-scores (see results/nape_run2)
+    struct_features: bool = False  # append data.STRUCT_FEATURES to the graph-level features (results/nape_run4)
 
 
 # ----------------------------------------------------------------------------- batching
 class _Batches:
     """Holds a GraphSet as tensors on ``device`` and cuts mini-batches out of it."""
 
-    def __init__(self, gs: GraphSet, device: torch.device):
+    def __init__(self, gs: GraphSet, device: torch.device, struct: bool = False):
         self.gs = gs
         self.device = device
         self.x = torch.from_numpy(gs.x).to(device)
         self.edges = torch.from_numpy(gs.edges).to(device)
-        self.g = torch.from_numpy(gs.g).to(device)
+        g = np.concatenate([gs.g, gs.structure()], 1) if struct else gs.g
+        self.g = torch.from_numpy(np.ascontiguousarray(g, dtype=np.float32)).to(device)
         self.sig = torch.from_numpy(gs.sig).to(device)
         self.off = gs.offsets
         self.eoff = gs.eoff
@@ -100,7 +104,7 @@ class _Batches:
 class Encoder(nn.Module):
     """CG encoder: node features ``(n, F)`` + edges ``(2, e)`` -> graph embedding ``(B, out_dim)``."""
 
-    def __init__(self, hidden: int = 64, layers: int = 4, dropout: float = 0.1):
+    def __init__(self, hidden: int = 64, layers: int = 4, dropout: float = 0.1, struct: bool = False):
         super().__init__()
         from torch_geometric.nn import GraphConv
 
@@ -109,7 +113,7 @@ class Encoder(nn.Module):
         self.bwd = nn.ModuleList(GraphConv(hidden, hidden, aggr="add") for _ in range(layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         self.dropout = dropout
-        self.out_dim = 2 * hidden + len(GRAPH_FEATURES)
+        self.out_dim = 2 * hidden + len(GRAPH_FEATURES) + (len(STRUCT_FEATURES) if struct else 0)
 
     def forward(self, x, edge_index, batch, g, num_graphs: int):
         from torch_geometric.nn import global_max_pool, global_mean_pool
@@ -154,8 +158,8 @@ class _Member(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        self.cluster_enc = Encoder(cfg.hidden, cfg.layers, cfg.dropout)
-        self.enc = Encoder(cfg.hidden, cfg.layers, cfg.dropout)
+        self.cluster_enc = Encoder(cfg.hidden, cfg.layers, cfg.dropout, cfg.struct_features)
+        self.enc = Encoder(cfg.hidden, cfg.layers, cfg.dropout, cfg.struct_features)
         self.proj = nn.Sequential(nn.Linear(self.enc.out_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 32))
         self.heads = nn.ModuleList(_mlp(self.enc.out_dim, 2 * cfg.hidden, 1, cfg.dropout)
                                    for _ in range(cfg.clusters))
@@ -291,7 +295,7 @@ class GENNAPE:
             z = self._standardise(acc)
             # training target: residual w.r.t. the family's own FLOPs centre (a training-time statistic)
             r = z - self._flops_prior(gs, float(np.log(np.maximum(gs.flops, 1.0)).mean()))
-            fams.append((name, _Batches(gs, self.device), z, r))
+            fams.append((name, _Batches(gs, self.device, self.cfg.struct_features), z, r))
             mus.append(mu)
             sds.append(sd)
             lfs.append(np.log(np.maximum(gs.flops, 1)).mean())
@@ -404,7 +408,7 @@ class GENNAPE:
         if not self.members:
             raise RuntimeError("GENNAPE is not trained: call fit() or load()")
         gs = self._as_graphset(items)
-        b = _Batches(gs, self.device)
+        b = _Batches(gs, self.device, self.cfg.struct_features)
         res = np.zeros(len(gs))
         for mem in self.members:
             mem.eval()
@@ -446,7 +450,7 @@ class GENNAPE:
         z = self._standardise(y)
         ref = float(np.log(np.maximum(gs.flops, 1.0)).mean())  # fixed from the samples, stored below
         r = z - self._flops_prior(gs, ref)
-        fams = [("finetune", _Batches(gs, self.device), z, r)]
+        fams = [("finetune", _Batches(gs, self.device, self.cfg.struct_features), z, r)]
         old_bs = self.cfg.batch_size
         self.cfg.batch_size = min(old_bs, len(gs))
         try:
