@@ -2,9 +2,10 @@
 
 For each head dim (64, 128, 256), masked or not (causal), and kernel (fwd, dkdv, dq), every candidate
 config is timed at the paper protocol's shapes (hidden 2048, 16k tokens, bf16) for the seqlen buckets
-1k, 4k, 16k; the fastest per bucket is kept. Output: ``src/seqlab/attention/configs/<device>.json``
-(pass ``--out``), read at launch time by ``seqlab.attention._configs``. Candidates that do not fit in
-shared memory or registers are skipped.
+of ``SEQLEN_BUCKETS`` (or ``--seqlens``); the fastest per bucket is kept. ``--merge`` starts from an
+existing table, so one bucket can be (re)tuned without redoing the others. Output:
+``src/seqlab/attention/configs/<device>.json`` (pass ``--out``), read at launch time by
+``seqlab.attention._configs``. Candidates that do not fit in shared memory or registers are skipped.
 
     PYTHONPATH=src python benchmarks/attention_tune.py --out $OUT/nvidia-h100-80gb-hbm3.json
 """
@@ -54,19 +55,28 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--headdims", type=int, nargs="*", default=[64, 128, 256])
+    ap.add_argument("--seqlens", type=int, nargs="*", default=list(SEQLEN_BUCKETS),
+                    help="buckets to tune (each must be one of SEQLEN_BUCKETS)")
+    ap.add_argument("--merge", default=None, help="existing table (JSON) whose other entries are kept")
     args = ap.parse_args(argv)
+    bad = [n for n in args.seqlens if n not in SEQLEN_BUCKETS]
+    if bad:
+        ap.error(f"--seqlens {bad} are not in SEQLEN_BUCKETS {SEQLEN_BUCKETS}")
     t0 = time.time()
     table, trials = {}, []
+    if args.merge:
+        with open(args.merge) as f:
+            table.update(json.load(f)["configs"])
     for d in args.headdims:
         for causal in (False, True):
             for kernel in ("fwd", "dkdv", "dq"):
                 cands = CANDIDATES[kernel]
                 if d == 256:  # large tiles cannot fit
                     cands = [c for c in cands if c[0] * c[1] <= 64 * 64] + [(32, 32, 8, 1), (64, 32, 8, 2)]
-                best = {n: (float("inf"), None) for n in SEQLEN_BUCKETS}
+                best = {n: (float("inf"), None) for n in args.seqlens}
                 for cand in cands:
                     set_override(kernel, _as_cfg(cand))
-                    for n in SEQLEN_BUCKETS:
+                    for n in args.seqlens:
                         try:
                             ms = time_kernel(kernel, d, causal, n)
                         except Exception as exc:  # out of shared memory / registers: skip the candidate

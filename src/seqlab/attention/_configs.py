@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from pathlib import Path
 
@@ -18,24 +19,34 @@ import torch
 
 _SHIPPED = Path(__file__).with_name("configs")
 _override: dict[str, dict] = {}
-SEQLEN_BUCKETS = (1024, 4096, 16384)
+SEQLEN_BUCKETS = (512, 1024, 4096, 16384)
 
 
 def device_key(device: torch.device | None = None) -> str:
     """A file-name-safe GPU name, e.g. ``nvidia-h100-80gb-hbm3``; ``cpu`` without CUDA."""
     if not torch.cuda.is_available():
         return "cpu"
-    name = torch.cuda.get_device_name(device)
+    if device is None or isinstance(device, int):
+        index = torch.cuda.current_device() if device is None else device
+    else:
+        index = torch.device(device).index
+        index = torch.cuda.current_device() if index is None else index
+    return _device_key_of(index)
+
+
+@functools.lru_cache(maxsize=16)
+def _device_key_of(index: int) -> str:
+    name = torch.cuda.get_device_name(index)
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
+@functools.lru_cache(maxsize=256)
 def seqlen_bucket(seqlen: int) -> int:
     """The nearest tuned seqlen (in log space)."""
-    import math
-
     return min(SEQLEN_BUCKETS, key=lambda b: abs(math.log2(max(seqlen, 1)) - math.log2(b)))
 
 
+@functools.lru_cache(maxsize=1024)
 def config_key(kernel: str, headdim: int, dtype: torch.dtype, masked: bool, seqlen: int) -> str:
     hd = max(16, 1 << (headdim - 1).bit_length())
     dt = "fp32" if dtype == torch.float32 else "16bit"

@@ -494,3 +494,35 @@ def _attn_bwd_dq(
     dq = dq * sm_scale
     tl.store(DQ + b64 * stride_dqb + h * stride_dqh + rows[:, None] * stride_dqn + offs_d[None, :],
              dq.to(DQ.dtype.element_ty), mask=m_ok[:, None] & (offs_d < HEAD_DIM)[None, :])
+
+
+@triton.jit
+def _attn_bwd_delta(
+    O, DO, DELTA, CU_Q,
+    stride_ob, stride_on, stride_oh,
+    stride_dob, stride_don, stride_doh,
+    stride_lb, stride_lh,
+    seqlen_q,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    """delta_i = sum_d dO[i, d] * O[i, d] (fp32), stored in the log-sum-exp layout; one program per
+    (query block, batch, head). Replaces four PyTorch ops (two fp32 copies, a reduction, a transpose)."""
+    pid_m = tl.program_id(0)
+    b = tl.program_id(1)
+    h = tl.program_id(2)
+    q_start, q_len = _seq_bounds(CU_Q, b, seqlen_q, IS_VARLEN)
+    m0 = pid_m * BLOCK_M
+    if m0 >= q_len:
+        return
+    b64 = b.to(tl.int64)
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_ok = offs_m < q_len
+    rows = (q_start + offs_m).to(tl.int64)
+    mask = m_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
+    o = tl.load(O + b64 * stride_ob + rows[:, None] * stride_on + h * stride_oh + offs_d[None, :], mask=mask,
+                other=0.0)
+    do = tl.load(DO + b64 * stride_dob + rows[:, None] * stride_don + h * stride_doh + offs_d[None, :], mask=mask,
+                 other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
+    tl.store(DELTA + b64 * stride_lb + h * stride_lh + q_start + offs_m, delta, mask=m_ok)

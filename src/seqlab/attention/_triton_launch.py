@@ -110,15 +110,20 @@ def triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr,
     """Returns dq, dk, dv with the shapes and dtypes of q, k, v."""
     q, k, v, dout, out = (_rowmajor(t) for t in (q, k, v, dout, out))
     varlen, batch, nheads, nheads_k, d, seqlen_q, seqlen_k = _dims(q, k, cu_q, max_q, max_k)
-    # delta_i = rowsum(dO_i * O_i), stored in the log-sum-exp layout.
-    delta = (dout.float() * out.float()).sum(-1)
-    delta = delta.t().contiguous() if varlen else delta.permute(0, 2, 1).contiguous()
-    slb, slh = (0, lse.stride(0)) if varlen else (lse.stride(0), lse.stride(1))
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     if q.numel() == 0 or k.numel() == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
+    # delta_i = rowsum(dO_i * O_i), in the log-sum-exp layout (B, H, Nq) or (H, total_q).
+    lse = lse.contiguous()  # delta shares its strides
+    delta = torch.empty(lse.shape, dtype=torch.float32, device=q.device)
+    slb, slh = (0, delta.stride(0)) if varlen else (delta.stride(0), delta.stride(1))
+    bm_delta = 64 if d <= 128 else 32
+    kern._attn_bwd_delta[(triton.cdiv(seqlen_q, bm_delta), batch, nheads)](
+        out, dout, delta, cu_q if varlen else delta, *_strides3(out, varlen), *_strides3(dout, varlen), slb, slh,
+        seqlen_q, HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm_delta, IS_VARLEN=varlen, num_warps=4,
+    )
     masked = wl >= 0 or wr >= 0
     cfg_kv = _cfg("dkdv", q, masked, max(seqlen_q, seqlen_k))
     cfg_q = _cfg("dq", q, masked, max(seqlen_q, seqlen_k))

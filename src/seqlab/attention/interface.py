@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import _validate as V
-from .ops import flash_fwd
+from .ops import attention_fwd
 
 
 def _new_seed(device: torch.device, dropout_p: float) -> torch.Tensor | None:
@@ -56,7 +56,7 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, wi
     nheads, _, headdim, batch = V.check_qkv(q, k, v, varlen=False)
     dropout_p, scale, wl, wr = _common(q, dropout_p, softmax_scale, causal, window_size, deterministic, headdim)
     alibi = V.check_alibi(alibi_slopes, nheads, batch, q.device)
-    out, lse, probs = flash_fwd(q, k, v, None, None, q.shape[1], k.shape[1], scale, wl, wr, alibi, dropout_p,
+    out, lse, probs = attention_fwd(q, k, v, None, None, q.shape[1], k.shape[1], scale, wl, wr, alibi, dropout_p,
                                 _new_seed(q.device, dropout_p), bool(return_attn_probs))
     if return_attn_probs:
         return out, lse, probs
@@ -106,7 +106,7 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
         raise ValueError(f"cu_seqlens_k describes {batch_k} sequences but cu_seqlens_q describes {batch}")
     dropout_p, scale, wl, wr = _common(q, dropout_p, softmax_scale, causal, window_size, deterministic, headdim)
     alibi = V.check_alibi(alibi_slopes, nheads, batch, q.device)
-    out, lse, probs = flash_fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), int(max_seqlen_k), scale,
+    out, lse, probs = attention_fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), int(max_seqlen_k), scale,
                                 wl, wr, alibi, dropout_p, _new_seed(q.device, dropout_p), bool(return_attn_probs))
     if return_attn_probs:
         return out, lse, probs

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from . import _torch_impl
+from ._validate import _is_compiling
 
 _BACKENDS = ("auto", "triton", "torch")
 _backend_override: list[str] = []
@@ -54,7 +55,9 @@ def use_triton(t: Tensor) -> bool:
 
 def _device_of(t: Tensor):
     """Make ``t``'s GPU current, so kernels launch where the tensors live on multi-GPU hosts."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+    if t.is_cuda and t.device.index != torch.cuda.current_device():
+        return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
 
 
 def _alibi_row(alibi: Optional[Tensor], b: int) -> Optional[Tensor]:
@@ -104,6 +107,26 @@ def _torch_bwd_any(dout, q, k, v, out, lse, cu_q, cu_k, scale, wl, wr, alibi, dr
     return dq, dk, dv
 
 
+def _fwd_impl(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs):
+    args = (q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs)
+    if use_triton(q):
+        from ._triton_launch import triton_fwd
+
+        with _device_of(q):
+            return triton_fwd(*args)
+    return _torch_fwd_any(*args)
+
+
+def _bwd_impl(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed):
+    if use_triton(q):
+        from ._triton_launch import triton_bwd
+
+        with _device_of(q):
+            return triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p,
+                              seed)
+    return _torch_bwd_any(dout, q, k, v, out, lse, cu_q, cu_k, scale, wl, wr, alibi, dropout_p, seed)
+
+
 @torch.library.custom_op("seqlab::flash_fwd", mutates_args=())
 def flash_fwd(
     q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor], cu_seqlens_k: Optional[Tensor],
@@ -116,14 +139,8 @@ def flash_fwd(
     q (total_q, H, D), lse (H, total_q). probs is (B, H, max_seqlen_q, max_seqlen_k) fp32 when
     ``return_probs`` else empty. ``alibi_slopes`` is fp32 (B or 1, H); ``seed`` an int64 (1,) tensor.
     """
-    args = (q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale, window_left,
-            window_right, alibi_slopes, dropout_p, seed, return_probs)
-    if use_triton(q):
-        from ._triton_launch import triton_fwd
-
-        with _device_of(q):
-            return triton_fwd(*args)
-    return _torch_fwd_any(*args)
+    return _fwd_impl(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale, window_left,
+                     window_right, alibi_slopes, dropout_p, seed, return_probs)
 
 
 @flash_fwd.register_fake
@@ -148,14 +165,8 @@ def flash_bwd(
     dropout_p: float, seed: Optional[Tensor],
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients (dq, dk, dv) of ``flash_fwd``; recomputes scores from the saved log-sum-exp."""
-    if use_triton(q):
-        from ._triton_launch import triton_bwd
-
-        with _device_of(q):
-            return triton_bwd(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                              softmax_scale, window_left, window_right, alibi_slopes, dropout_p, seed)
-    return _torch_bwd_any(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, softmax_scale, window_left,
-                          window_right, alibi_slopes, dropout_p, seed)
+    return _bwd_impl(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale,
+                     window_left, window_right, alibi_slopes, dropout_p, seed)
 
 
 @flash_bwd.register_fake
@@ -180,3 +191,39 @@ def _backward(ctx, dout, dlse, dprobs):
 
 
 flash_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _FlashAttnFn(torch.autograd.Function):
+    """Eager twin of the ``flash_fwd`` custom op. ``torch.library`` dispatch costs tens of microseconds per
+    call, which at short sequence lengths is as long as the kernels, so eager code takes this path and
+    only compiled graphs go through the registered ops."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs):
+        out, lse, probs = _fwd_impl(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed,
+                                    return_probs)
+        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, alibi, seed)
+        ctx.params = (max_q, max_k, scale, wl, wr, dropout_p)
+        ctx.mark_non_differentiable(lse, probs)
+        return out, lse, probs
+
+    @staticmethod
+    def backward(ctx, dout, dlse, dprobs):
+        q, k, v, out, lse, cu_q, cu_k, alibi, seed = ctx.saved_tensors
+        max_q, max_k, scale, wl, wr, dropout_p = ctx.params
+        dq, dk, dv = _bwd_impl(dout.contiguous(), q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi,
+                               dropout_p, seed)
+        return (dq, dk, dv) + (None,) * 11
+
+
+def attention_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor], cu_seqlens_k: Optional[Tensor],
+                  max_seqlen_q: int, max_seqlen_k: int, softmax_scale: float, window_left: int, window_right: int,
+                  alibi_slopes: Optional[Tensor], dropout_p: float, seed: Optional[Tensor],
+                  return_probs: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Differentiable ``flash_fwd`` (same arguments and results): the registered op under ``torch.compile``,
+    the lighter autograd function in eager mode. Both run the same kernels."""
+    args = (q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale, window_left,
+            window_right, alibi_slopes, dropout_p, seed, return_probs)
+    if _is_compiling():
+        return flash_fwd(*args)
+    return _FlashAttnFn.apply(*args)
