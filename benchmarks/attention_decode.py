@@ -148,13 +148,13 @@ def bench(args, ceil):
 
 
 def sweep(args):
-    """Device time of every (BLOCK_N, warps, stages) x num_splits per case; the heuristic is fitted to it."""
+    """Graph-replay time of (BLOCK_N, warps, stages) x num_splits per case; the heuristic is fitted to it."""
     from triton.testing import do_bench
 
     from seqlab.attention import flash_attn_with_kvcache
     from seqlab.attention import kvcache as kvc
 
-    cfgs = [(64, 4, 2), (64, 4, 4), (128, 4, 2), (128, 4, 3), (128, 8, 3)]
+    cfgs = [(64, 4, 2), (64, 4, 3), (128, 4, 2), (128, 4, 3)]
     res = []
     for batch, cache in SHAPES:
         if batch * cache > args.max_tokens or (batch, cache) in ((64, 32768), (16, 131072), (16, 32768)):
@@ -169,22 +169,85 @@ def sweep(args):
             for splits in (1, 2, 4, 8, 16, 32, 64, 128):
                 if splits > -(-cache // cfg[0]) or batch * HK * splits > 64 * 132:
                     continue
-                t = do_bench(lambda a=(q, kc, vc), s=splits, n=lens: flash_attn_with_kvcache(*a, cache_seqlens=n,
-                                                                                              num_splits=s),
-                             warmup=5, rep=15, return_mode="median")
+                g = _graph(lambda a=(q, kc, vc), s=splits, n=lens: flash_attn_with_kvcache(*a, cache_seqlens=n,
+                                                                                            num_splits=s))
+                t = do_bench(g.replay, warmup=5, rep=15, return_mode="median")
+                del g
                 res.append(dict(batch=batch, cache=cache, block_n=cfg[0], warps=cfg[1], stages=cfg[2], splits=splits,
                                 ms=t))
                 if best is None or t < best[0]:
                     best = (t, cfg, splits)
         kvc._CFG_OVERRIDE = None
-        t0 = do_bench(lambda a=(q, kc, vc), n=lens: flash_attn_with_kvcache(*a, cache_seqlens=n), warmup=5, rep=15,
-                      return_mode="median")
+        g = _graph(lambda a=(q, kc, vc), n=lens: flash_attn_with_kvcache(*a, cache_seqlens=n))
+        t0 = do_bench(g.replay, warmup=5, rep=15, return_mode="median")
+        del g
         default_splits = kvc._plan(0, torch.bfloat16, batch, 1, HK, H // HK, D, cache, 0, None)[2]
         print(f"sweep B={batch} cache={cache}: best {best[0] * 1e3:.1f} us {best[1]} splits={best[2]}; "
               f"default {t0 * 1e3:.1f} us splits={default_splits}", flush=True)
         res.append(dict(batch=batch, cache=cache, default_ms=t0, default_splits=default_splits, best_ms=best[0],
                         best_cfg=list(best[1]), best_splits=best[2]))
         torch.cuda.empty_cache()
+    return res
+
+
+def diag():
+    """Where the host time of an eager call goes (direct launch hit?, profile of 300 calls)."""
+    import cProfile
+    import io
+    import pstats
+
+    from triton import knobs
+
+    from seqlab.attention import flash_attn_with_kvcache
+    from seqlab.attention import kvcache as kvc
+
+    q = torch.randn(1, 1, H, D, device="cuda", dtype=torch.bfloat16)
+    kc = torch.randn(1, 1024, HK, D, device="cuda", dtype=torch.bfloat16)
+    vc = torch.randn_like(kc)
+    lens = torch.full((1,), 1024, dtype=torch.int32, device="cuda")
+    res = {"hooks": [repr(knobs.runtime.launch_enter_hook), repr(knobs.runtime.launch_exit_hook)]}
+    for splits in (1, 4):
+        fn = lambda s=splits: flash_attn_with_kvcache(q, kc, vc, cache_seqlens=lens, num_splits=s)  # noqa: E731
+        fn()
+        plan = kvc._plan(0, torch.bfloat16, 1, 1, HK, H // HK, D, 1024, splits, None)
+        launched = plan[-1]
+        res[f"splits{splits}_launched"] = [repr(k) for k in launched] + [repr(v)[:300] for v in launched.values()]
+        kern = kvc._kernels(True)
+        orig, captured = kern._attn_fwd_splitkv.run, []
+
+        def spy(*a, orig=orig, captured=captured, **k):
+            r = orig(*a, **k)
+            captured.append(r)
+            return r
+
+        kern._attn_fwd_splitkv.run = spy
+        for _ in range(20):
+            fn()
+        ck = captured[0] if captured else None
+        kvc._plan.cache_clear()
+        fn()
+        ck = captured[-1] if captured else ck
+        del kern._attn_fwd_splitkv.run
+        res[f"splits{splits}_jit_calls_in_21"] = len(captured)
+        res[f"splits{splits}_jit_return"] = (f"{type(ck)} packed_metadata={hasattr(ck, 'packed_metadata')} "
+                                             f"run={type(getattr(ck, 'run', None))}")
+        for fast in (True, False):
+            kvc._FAST_LAUNCH = fast
+            res[f"splits{splits}_fast{fast}_loop"] = _loop(fn, 300)
+        kvc._FAST_LAUNCH = True
+        pr = cProfile.Profile()
+        pr.enable()
+        for _ in range(300):
+            fn()
+        pr.disable()
+        buf = io.StringIO()
+        pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(22)
+        res[f"splits{splits}_profile"] = buf.getvalue()
+        print(buf.getvalue()[-3500:], flush=True)
+    for name, stmt in (("empty_like", lambda: torch.empty_like(q)), ("new_empty", lambda: q.new_empty(100)),
+                       ("copy_1k", lambda: kc[:, :1].copy_(vc[:, :1]))):
+        res[f"host_{name}"] = _loop(stmt, 300)
+    print({k: v for k, v in res.items() if "profile" not in k}, flush=True)
     return res
 
 
@@ -337,6 +400,7 @@ def main(argv=None):
     ap.add_argument("--check", action="store_true", help="correctness check of the CUDA path first")
     ap.add_argument("--sweep", action="store_true", help="also sweep launch configs and splits")
     ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--diag", action="store_true", help="host-overhead diagnostics")
     ap.add_argument("--plot", metavar="JSON", help="only plot an existing results JSON")
     args = ap.parse_args(argv)
     if args.plot:
@@ -351,6 +415,9 @@ def main(argv=None):
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
 
+    if args.diag:
+        result["diag"] = diag()
+        save()
     if args.check:
         result["check"] = check()
         save()
