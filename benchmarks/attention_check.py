@@ -19,6 +19,7 @@ import time
 import torch
 
 from seqlab.attention import flash_attn_func, flash_attn_varlen_func
+from seqlab.attention._configs import _table, device_key, set_override
 from seqlab.attention.reference import attention_ref
 from seqlab.utils.runinfo import run_info
 
@@ -136,7 +137,7 @@ def main(argv=None):
             json.dump({"info": run_info(), "partial": partial, "n_cases": len(rows),
                        "n_pass": sum(r["pass"] for r in rows), "cases": rows}, f, indent=1)
 
-    seqlens = [(1, 1), (113, 113), (257, 1000), (1000, 257), (2048, 2048), (4096, 4096)]
+    seqlens = [(1, 1), (113, 113), (257, 1000), (1000, 257), (512, 512), (2048, 2048), (4096, 4096)]
     if not args.quick:
         seqlens += [(8192, 8192), (16384, 16384)]
     for dtype in (torch.bfloat16, torch.float16):
@@ -167,6 +168,19 @@ def main(argv=None):
     for kw in extra:
         rows.append(check_case(**kw))
         print(f"extra {kw}: {'pass' if rows[-1]['pass'] else 'FAIL'}", flush=True)
+    # Every entry of the shipped tuned table, forced on one ragged shape (seqlen not a multiple of any tile),
+    # so each tile config a user can get is checked, not only the ones the shapes above happen to select.
+    table = _table(device_key())
+    for key, cfg in sorted(table.items()):
+        kernel, hd, _, masked, _ = key.split("|")
+        set_override(kernel, cfg)
+        try:
+            rows.append(check_case(2, 1000, 1000, 4, 4, int(hd[1:]), torch.bfloat16, causal=masked == "masked"))
+        finally:
+            set_override(kernel, None)
+        rows[-1]["tuned_config"] = {"key": key, **cfg}
+        print(f"tuned {key} {cfg}: {'pass' if rows[-1]['pass'] else 'FAIL'}", flush=True)
+        dump()
     for dtype in (torch.bfloat16, torch.float16):
         rows.append(check_varlen(dtype))
         print(f"varlen {dtype}: {'pass' if rows[-1]['pass'] else 'FAIL'}", flush=True)

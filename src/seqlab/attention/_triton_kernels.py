@@ -7,13 +7,14 @@ through the same code. Scores are kept in log2 units (``qk_scale = softmax_scale
 softmax uses ``exp2``. Query row ``i`` sees key ``j`` when ``i + diag - left <= j <= i + diag + right``
 with ``diag = seqlen_k - seqlen_q`` (bottom-right alignment; causal is ``right = 0``).
 
-Three kernels:
+Three kernels (the backward launches dQ first, then dK/dV):
   * ``_attn_fwd``: one program per (query block, batch, head); online softmax over key blocks;
     writes the output and the log-sum-exp (natural log, -inf for rows that see no key), and on the
     debug path the dropout-masked probabilities.
+  * ``_attn_bwd_dq``: one program per (query block, batch, head); computes delta = rowsum(dO * O) for
+    its rows (stored for the next kernel) and loops over key blocks.
   * ``_attn_bwd_dkdv``: one program per (key block, batch, kv head); loops over the query heads of
     its group and the query blocks that can see it; no atomics, so gradients are deterministic.
-  * ``_attn_bwd_dq``: one program per (query block, batch, head); loops over key blocks.
 """
 
 import triton
@@ -428,12 +429,13 @@ def _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, k_sta
 
 @triton.jit
 def _attn_bwd_dq(
-    Q, K, V, DO, LSE, DELTA, DQ, SEED, ALIBI, CU_Q, CU_K,
+    Q, K, V, DO, LSE, DELTA, DQ, SEED, ALIBI, CU_Q, CU_K, O,
     stride_qb, stride_qn, stride_qh,
     stride_kb, stride_kn, stride_kh,
     stride_vb, stride_vn, stride_vh,
     stride_dob, stride_don, stride_doh,
     stride_dqb, stride_dqn, stride_dqh,
+    stride_ob, stride_on, stride_oh,
     stride_lb, stride_lh,
     stride_ab,
     nheads, group, seqlen_q, seqlen_k,
@@ -463,7 +465,12 @@ def _attn_bwd_dq(
                     offs_d, HEAD_DIM, BLOCK_D, True, UPCAST)
     lse = tl.load(LSE + b64 * stride_lb + h * stride_lh + q_start + offs_m, mask=m_ok, other=float("inf"))
     lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
-    delta = tl.load(DELTA + b64 * stride_lb + h * stride_lh + q_start + offs_m, mask=m_ok, other=0.0)
+    # delta_i = rowsum(dO_i * O_i): computed here (this kernel runs before the dK/dV kernel, which reads it)
+    # rather than in a launch of its own, whose host cost rivals the kernels at short sequence lengths.
+    o = _load_rows(O + b64 * stride_ob + h * stride_oh + rows[:, None] * stride_on + offs_d[None, :], m_ok, offs_d,
+                   HEAD_DIM, BLOCK_D, True, UPCAST)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
+    tl.store(DELTA + b64 * stride_lb + h * stride_lh + q_start + offs_m, delta, mask=m_ok)
     k_base = K + b64 * stride_kb + hk * stride_kh
     v_base = V + b64 * stride_vb + hk * stride_vh
     slope = 0.0
@@ -494,35 +501,3 @@ def _attn_bwd_dq(
     dq = dq * sm_scale
     tl.store(DQ + b64 * stride_dqb + h * stride_dqh + rows[:, None] * stride_dqn + offs_d[None, :],
              dq.to(DQ.dtype.element_ty), mask=m_ok[:, None] & (offs_d < HEAD_DIM)[None, :])
-
-
-@triton.jit
-def _attn_bwd_delta(
-    O, DO, DELTA, CU_Q,
-    stride_ob, stride_on, stride_oh,
-    stride_dob, stride_don, stride_doh,
-    stride_lb, stride_lh,
-    seqlen_q,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, IS_VARLEN: tl.constexpr,
-):
-    """delta_i = sum_d dO[i, d] * O[i, d] (fp32), stored in the log-sum-exp layout; one program per
-    (query block, batch, head). Replaces four PyTorch ops (two fp32 copies, a reduction, a transpose)."""
-    pid_m = tl.program_id(0)
-    b = tl.program_id(1)
-    h = tl.program_id(2)
-    q_start, q_len = _seq_bounds(CU_Q, b, seqlen_q, IS_VARLEN)
-    m0 = pid_m * BLOCK_M
-    if m0 >= q_len:
-        return
-    b64 = b.to(tl.int64)
-    offs_m = m0 + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    m_ok = offs_m < q_len
-    rows = (q_start + offs_m).to(tl.int64)
-    mask = m_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
-    o = tl.load(O + b64 * stride_ob + rows[:, None] * stride_on + h * stride_oh + offs_d[None, :], mask=mask,
-                other=0.0)
-    do = tl.load(DO + b64 * stride_dob + rows[:, None] * stride_don + h * stride_doh + offs_d[None, :], mask=mask,
-                 other=0.0)
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
-    tl.store(DELTA + b64 * stride_lb + h * stride_lh + q_start + offs_m, delta, mask=m_ok)

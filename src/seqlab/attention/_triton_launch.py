@@ -115,15 +115,10 @@ def triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr,
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     if q.numel() == 0 or k.numel() == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
-    # delta_i = rowsum(dO_i * O_i), in the log-sum-exp layout (B, H, Nq) or (H, total_q).
-    lse = lse.contiguous()  # delta shares its strides
+    # delta_i = rowsum(dO_i * O_i), in the log-sum-exp layout; written by the dQ kernel, read by dK/dV.
+    lse = lse.contiguous()
     delta = torch.empty(lse.shape, dtype=torch.float32, device=q.device)
     slb, slh = (0, delta.stride(0)) if varlen else (delta.stride(0), delta.stride(1))
-    bm_delta = 64 if d <= 128 else 32
-    kern._attn_bwd_delta[(triton.cdiv(seqlen_q, bm_delta), batch, nheads)](
-        out, dout, delta, cu_q if varlen else delta, *_strides3(out, varlen), *_strides3(dout, varlen), slb, slh,
-        seqlen_q, HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm_delta, IS_VARLEN=varlen, num_warps=4,
-    )
     masked = wl >= 0 or wr >= 0
     cfg_kv = _cfg("dkdv", q, masked, max(seqlen_q, seqlen_k))
     cfg_q = _cfg("dq", q, masked, max(seqlen_q, seqlen_k))
@@ -134,18 +129,18 @@ def triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr,
     sab = alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0
     scalars = (nheads, nheads // nheads_k, seqlen_q, seqlen_k, scale * kern.LOG2E, scale, dropout_p, wl, wr)
 
+    bm, bn = cfg_q.pop("BLOCK_M"), cfg_q.pop("BLOCK_N")
+    kern._attn_bwd_dq[(triton.cdiv(seqlen_q, bm), batch, nheads)](
+        q, k, v, dout, lse, delta, dq, *common, out,
+        *strides_in, *_strides3(dq, varlen), *_strides3(out, varlen), slb, slh, sab, *scalars,
+        HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
+        **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg_q,
+    )
     bm, bn = cfg_kv.pop("BLOCK_M"), cfg_kv.pop("BLOCK_N")
     kern._attn_bwd_dkdv[(triton.cdiv(seqlen_k, bn), batch, nheads_k)](
         q, k, v, dout, lse, delta, dk, dv, *common,
         *strides_in, *_strides3(dk, varlen), *_strides3(dv, varlen), slb, slh, sab, *scalars,
         HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
         **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg_kv,
-    )
-    bm, bn = cfg_q.pop("BLOCK_M"), cfg_q.pop("BLOCK_N")
-    kern._attn_bwd_dq[(triton.cdiv(seqlen_q, bm), batch, nheads)](
-        q, k, v, dout, lse, delta, dq, *common,
-        *strides_in, *_strides3(dq, varlen), slb, slh, sab, *scalars,
-        HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
-        **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg_q,
     )
     return dq, dk, dv
