@@ -97,6 +97,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     fams, graphs = load_all(args.data)
+    if args.struct_features:  # once per family: select() slices them for training subsets and fine-tune draws
+        for g in graphs.values():
+            g.structure()
     masks = {n: np.ones(len(fams[n]), bool) for n in fams}
     masks["nb101"] = data.nb101_consistent(fams["nb101"], graphs["nb101"])
     cfg = dict(ensemble=args.ensemble, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,

@@ -123,13 +123,13 @@ def register(sub) -> None:
     t.add_argument("--families", default=fams)
     t.add_argument("--data", default=None)
     t.add_argument("--device", default=None)
-    t.add_argument("--ensemble", type=int, default=3)
+    t.add_argument("--ensemble", type=int, default=5)
     t.add_argument("--epochs", type=int, default=6)
     t.add_argument("--pretrain-epochs", type=int, default=2)
     t.add_argument("--max-graphs", type=int, default=1024)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--seed", type=int, default=123)
-    t.add_argument("--beta", default="0.5", help="FLOPs-prior weight, or 'auto' (inner leave-one-family-out)")
+    t.add_argument("--beta", default="4.0", help="FLOPs-prior weight, or 'auto' (inner leave-one-family-out)")
     t.add_argument("--rank-targets", action=argparse.BooleanOptionalAction, default=True,
                    help="Gaussianised within-family rank targets (default; chosen by inner leave-one-family-out)")
     t.add_argument("--struct-features", action=argparse.BooleanOptionalAction, default=False,

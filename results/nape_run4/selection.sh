@@ -1,0 +1,9 @@
+# Settings per held-out family, chosen by results/nape_run4/select.py on config_search.jsonl +
+# config_search2.jsonl (inner leave-one-family-out over each family's two training families; see nape_summary.md).
+# Ensemble size 5 fixed a priori (more seeds: lower variance), not selected by any score.
+ENS=5
+SHORT="--epochs 6 --pretrain-epochs 2 --max-graphs 1024"
+NB201="$SHORT --betas 0.5 --struct-features"   # short_st_b0.5
+MACRO="$SHORT --betas 4.0 --struct-features"   # short_st_b4.0
+NB101="$SHORT --betas 0.5"                     # short_sf_b0.5
+# shipped model: short_sf_b4.0 (three-family inner LOFO) = the CLI defaults of `seqlab nape train`
