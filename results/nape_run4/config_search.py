@@ -11,7 +11,7 @@ One config per process (the device run starts several in the background). Fits, 
   three). These are also the outer zero-shot protocol at one seed, so they are used for the shipped
   model's choice only, never for an outer held-out family's choice.
 
-``select.py`` reads the log and makes the choices.
+``select_configs.py`` reads the log and makes the choices.
 """
 
 import json

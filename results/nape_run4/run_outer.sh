@@ -1,8 +1,8 @@
 #!/bin/bash
-# Device call 3: the outer protocol, each held-out family with the settings chosen for it by select.py
+# Device call 3: the outer protocol, each held-out family with the settings chosen for it by select_configs.py
 # (inner leave-one-family-out), in parallel, plus the shipped predictor (seqlab nape train, its CLI defaults).
 # Usage (repo root): OUT=dir bash results/nape_run4/run_outer.sh
-# Arguments per family come from results/nape_run4/selection.sh (written by hand from select.py's output).
+# Arguments per family come from results/nape_run4/selection.sh (written by hand from select_configs.py's output).
 source results/nape_run4/selection.sh
 C="--ensemble $ENS --batch-size 128 --rank-targets"
 outer() {  # family flags

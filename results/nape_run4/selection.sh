@@ -1,4 +1,4 @@
-# Settings per held-out family, chosen by results/nape_run4/select.py on config_search.jsonl +
+# Settings per held-out family, chosen by results/nape_run4/select_configs.py on config_search.jsonl +
 # config_search2.jsonl (inner leave-one-family-out over each family's two training families; see nape_summary.md).
 # Ensemble size 5 fixed a priori (more seeds: lower variance), not selected by any score.
 ENS=5

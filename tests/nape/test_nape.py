@@ -402,3 +402,16 @@ def test_structure_features_paths_depths_and_fractions():
     assert f["frac_conv1x1"] == pytest.approx(1 / 3)
     assert f["downsample"] == pytest.approx(1 / 6)  # 16 -> 8
     np.testing.assert_array_equal(gs.select([1]).structure()[0], gs.structure()[1])
+
+
+def test_percent_map_is_strictly_monotone_far_outside_the_training_range():
+    """Scores of networks far larger/smaller than the training families must not tie at 0 or 100 %."""
+    from seqlab.nape.predictor import GENNAPE
+
+    m = GENNAPE(device="cpu")
+    m.mu, m.sd = 88.8, 4.5
+    s = np.concatenate([-np.logspace(10, -3, 300), [0.0], np.logspace(-3, 10, 300)])
+    p = m._to_percent(s)
+    assert (np.diff(p) > 0).all() and (p > 0).all() and (p < 100).all()
+    inside = (p > 2) & (p < 98)
+    np.testing.assert_allclose(p[inside], m.mu + m.sd * s[inside])

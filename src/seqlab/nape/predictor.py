@@ -24,7 +24,7 @@ Pipeline for each ensemble member (one seed):
    the model (mean ln FLOPs of the training families, or of the fine-tuning samples), so a graph's
    prediction never depends on the other graphs predicted with it. Percent = ``mu + sd * score``
    (``mu``/``sd``: the training families' pooled statistics, or the fine-tuning samples'), kept inside
-   (0, 100) by smooth, strictly monotone tails beyond [2, 98] %.
+   (0, 100) by smooth, strictly monotone (hyperbolic) tails beyond [2, 98] %.
 
 Several seeds are averaged (``ensemble``).
 """
@@ -262,14 +262,18 @@ class GENNAPE:
         return self.cfg.beta * (lf - m) / FLOPS_SCALE
 
     def _to_percent(self, s: np.ndarray) -> np.ndarray:
-        """Score -> percent, elementwise: ``mu + sd * s`` inside [2, 98], with smooth exponential tails
-        beyond, so the map is strictly monotone (no clipping ties) and stays inside (0, 100)."""
+        """Score -> percent, elementwise: ``mu + sd * s`` inside [2, 98], with smooth hyperbolic tails
+        beyond (value and slope continuous at 2 and 98), so the map is strictly monotone and stays inside
+        (0, 100). Hyperbolic rather than exponential: an exponential upper tail rounds to exactly 100.0 in
+        float64 a few tens of points past 98, which would tie networks far larger than the training
+        families (the FLOPs prior with a large ``beta`` gets there); ``100 - 4 / (v - 96)`` stays distinct
+        up to ``v ~ 1e14``."""
         v = self.mu + self.sd * np.asarray(s, dtype=np.float64)
         lo, hi = 2.0, 98.0
         out = v.copy()
         up, dn = v > hi, v < lo
-        out[up] = hi + (100.0 - hi) * -np.expm1(-(v[up] - hi) / (100.0 - hi))
-        out[dn] = lo + lo * np.expm1(-(lo - v[dn]) / lo)
+        out[up] = 100.0 - (100.0 - hi) ** 2 / (v[up] - 2.0 * hi + 100.0)
+        out[dn] = lo**2 / (2.0 * lo - v[dn])
         return out
 
     # -------------------------------------------------------------- training

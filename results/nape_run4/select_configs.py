@@ -1,6 +1,6 @@
 """Choose settings from the run-4 search log by inner leave-one-family-out (never the outer family's scores).
 
-    python results/nape_run4/select.py results/nape_run4/config_search.jsonl
+    python results/nape_run4/select_configs.py results/nape_run4/config_search.jsonl
 """
 
 import json
