@@ -1,5 +1,6 @@
-"""Fused S4D kernel generation (one Triton launch from the raw parameters, two for the gradients), through
-the interpreter, against the discretise + Vandermonde path (naive and Triton op) and dense matrix powers."""
+"""Fused S4D kernel generation (one Triton launch from the raw parameters, two for the gradients; blocked
+Vandermonde sums: (T, N) @ (N, J) products per block of positions), through the interpreter, against the
+discretise + Vandermonde path (naive and Triton op) and dense matrix powers."""
 
 import pytest
 import torch
@@ -14,8 +15,8 @@ PARAMS = {"log_A_real", "A_imag", "B", "C", "log_dt"}
 
 @pytest.fixture(autouse=True)
 def _fused_on(monkeypatch):
-    # the fused S4D path is opt-in (SEQLAB_S4D_FUSED=1)
-    monkeypatch.setenv("SEQLAB_S4D_FUSED", "1")
+    # the fused S4D path is the default; make sure no outer SEQLAB_S4D_FUSED=0 switches it off
+    monkeypatch.delenv("SEQLAB_S4D_FUSED", raising=False)
 
 
 def _rel(a, b):
@@ -124,7 +125,9 @@ def test_fused_diag_selection(monkeypatch):
     monkeypatch.setenv("SEQLAB_S4D_FUSED", "0")
     assert not m._fused_diag()
     monkeypatch.delenv("SEQLAB_S4D_FUSED")
-    assert not m._fused_diag()  # default: the unfused path
+    assert m._fused_diag()  # default: the fused path
+    monkeypatch.setenv("SEQLAB_S4D_FUSED", "1")
+    assert m._fused_diag()
 
 
 def test_diag_kernel_argument_checks():
@@ -162,3 +165,48 @@ def test_fused_diag_bf16_input():
     yb, _ = b(x)
     assert ya.dtype == torch.bfloat16
     assert _rel(ya.float(), yb.float()) < 1e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("disc", ["zoh", "bilinear"])
+def test_fused_diag_several_blocks_and_chunks(dtype, disc, monkeypatch):
+    # small tiles (16 x 16 positions per block) and few programs: L = 1000 is 4 blocks (the last one
+    # partial) in 2 chunks of 2 blocks each (forward and backward); 5 modes in a 16-wide tile
+    monkeypatch.setattr(K, "_DIAG_TILES", {"BLOCK_T": 16, "BLOCK_J": 16})
+    monkeypatch.setattr(K, "_TARGET_PROGRAMS", 4)
+    H, L = 2, 1000
+    assert K._diag_tiles(5, L, dtype)[:3] == (16, 16, 16)
+    assert K._splits(H, L, 256) == (2, 512)
+    a, b = _pair(dtype=dtype, ref_dtype=torch.float64, d_model=H, d_state=10, disc=disc, init="lin",
+                 perturb=0.05)
+    g = torch.randn(b.kernel(L).shape, dtype=torch.float64)
+    ka, ga = _grads(a, L, g)
+    kb, gb = _grads(b, L, g)
+    assert ka.dtype == dtype and ka.shape == (1, H, L)
+    tol_k, tol_g = (1e-12, 1e-9) if dtype == torch.float64 else (2e-5, 2e-4)
+    assert _rel(ka, kb) < tol_k
+    for n in gb:
+        assert _rel(ga[n], gb[n]) < tol_g, n
+
+
+@pytest.mark.parametrize("L", [1, 15, 63, 64, 65, 130, 513, 2049])
+def test_fused_diag_float32_tile_edges(L):
+    # float32 default tiles (J = 64 positions per row, T = 16..32 rows): lengths around the tile edges,
+    # two channels, against the naive path in float64
+    a, b = _pair(dtype=torch.float32, ref_dtype=torch.float64, d_model=2, d_state=6, channels=2, perturb=0.05)
+    g = torch.randn(b.kernel(L).shape, dtype=torch.float64)
+    ka, ga = _grads(a, L, g)
+    kb, gb = _grads(b, L, g)
+    assert _rel(ka, kb) < 2e-5
+    for n in gb:
+        assert _rel(ga[n], gb[n]) < 2e-4, n
+
+
+def test_diag_tiles():
+    assert K._diag_tiles(32, 16384, torch.float32) == (32, 32, 64, True, 8)
+    assert K._diag_tiles(32, 1024, torch.float32) == (32, 16, 64, True, 8)
+    assert K._diag_tiles(32, 16384, torch.float32, bwd=True) == (32, 32, 16, True, 4)
+    assert K._diag_tiles(64, 5, torch.float32) == (64, 16, 32, True, 4)
+    assert K._diag_tiles(64, 4096, torch.float32) == (64, 32, 32, True, 4)
+    assert K._diag_tiles(64, 5, torch.float32, bwd=True) == (64, 16, 16, True, 8)
+    assert K._diag_tiles(3, 16384, torch.float64) == (16, 16, 16, False, 4)

@@ -17,6 +17,7 @@ Memory: ``torch.cuda.max_memory_allocated`` above the allocation at the start of
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import math
@@ -121,7 +122,7 @@ def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
     for mode in ("nplr", "diag"):
         # variants: the default Triton path and its alternative (same layer, env switch)
         variant = {"nplr": ("triton-unfused", "SEQLAB_S4_FUSED", "0"),
-                   "diag": ("triton-fused", "SEQLAB_S4D_FUSED", "1")}[mode]
+                   "diag": ("triton-unfused", "SEQLAB_S4D_FUSED", "0")}[mode]
         impls = ["naive", "triton", variant[0]] if has_triton else ["naive"]
         torch.manual_seed(0)
         layers = {impl: S4(H, d_state=N, mode=mode, kernel_impl=impl.split("-")[0]).to(device) for impl in impls}
@@ -130,8 +131,8 @@ def bench_kernel(device, lengths, H=256, N=64, budget=None, progress=None):
         # correctness on the device first (before the lengths grow the NPLR kernel length)
         if has_triton:
             rows += _kernel_check(layers, mode, min(lengths[0], 2048))
-            if mode == "diag":  # the opt-in fused S4D path too
-                with _env({"SEQLAB_S4D_FUSED": "1"}):
+            if mode == "diag":  # the unfused S4D path (discretise + Vandermonde op) too
+                with _env({"SEQLAB_S4D_FUSED": "0"}):
                     rows += _kernel_check(layers, mode, min(lengths[0], 2048))
         for L in lengths:
             for impl in impls:
@@ -184,7 +185,11 @@ class _env:
 
 
 def _kernel_check(layers, mode, L):
-    """Triton vs naive kernel and parameter gradients on the device (random output gradient)."""
+    """Triton vs naive kernel and parameter gradients on the device (random output gradient).
+
+    ``rel_err``/``grad_rel_err``: Triton (float32) against the naive path in float32, so they include
+    the naive path's own float32 error; ``*_f64`` fields: Triton and naive float32 each against the naive
+    path in float64 (same parameters), the accuracy that matters."""
     row = {"section": "kernel_check", "mode": mode, "L": L}
     try:
         ta, na = layers["triton"], layers["naive"]
@@ -196,12 +201,26 @@ def _kernel_check(layers, mode, L):
             a, b = ta.kernel(L), na.kernel(L)
         grads = {n: _rel(p.grad, q.grad) for (n, p), q in zip(ta.named_parameters(), na.parameters())
                  if q.grad is not None}
+        f64 = {}
+        try:
+            ref = copy.deepcopy(na).double()
+            ref.zero_grad(set_to_none=True)
+            k64 = ref.kernel(L)
+            (k64 * g.double()).sum().backward()
+            for name, m, k in (("triton", ta, a), ("naive", na, b)):
+                f64[f"{name}_rel_err_f64"] = _rel(k, k64.detach())
+                f64[f"{name}_grad_rel_err_f64"] = {
+                    n: _rel(p.grad, q.grad) for (n, p), q in zip(m.named_parameters(), ref.parameters())
+                    if q.grad is not None}
+            del ref, k64
+        except (RuntimeError, torch.OutOfMemoryError) as exc:
+            f64 = {"f64_status": f"error: {type(exc).__name__}: {str(exc)[:200]}"}
         for m in (ta, na):
             m.zero_grad(set_to_none=True)
     except (RuntimeError, torch.OutOfMemoryError) as exc:
         return [{**row, "status": f"error: {type(exc).__name__}: {str(exc)[:200]}"}]
     fused = bool(ta._fused_nplr() if mode == "nplr" else ta._fused_diag())
-    return [{**row, "status": "ok", "rel_err": _rel(a, b), "grad_rel_err": grads, "fused": fused}]
+    return [{**row, "status": "ok", "rel_err": _rel(a, b), "grad_rel_err": grads, "fused": fused, **f64}]
 
 
 def _bench_cauchy_op(device, lengths, impls, H, N, budget):
@@ -585,6 +604,11 @@ def summary_lines(result: dict) -> list[str]:
             ge = max(r.get("grad_rel_err", {}).values(), default=float("nan"))
             out.append(f"check   {r['mode']:<5} triton vs naive rel err {r['rel_err']:.2e}, grads max {ge:.2e} "
                        f"(L={r['L']}, fused={r.get('fused')})")
+            if "triton_rel_err_f64" in r:
+                t64 = max(r["triton_grad_rel_err_f64"].values(), default=float("nan"))
+                n64 = max(r["naive_grad_rel_err_f64"].values(), default=float("nan"))
+                out.append(f"check   {r['mode']:<5} vs float64 naive: triton {r['triton_rel_err_f64']:.2e} (grads max "
+                           f"{t64:.2e}), naive float32 {r['naive_rel_err_f64']:.2e} (grads max {n64:.2e})")
         elif s == "layer":
             val = f"{r['ms']:.3f} ms, peak {r.get('peak_mib')}" if r.get("status") == "ok" else r.get("status")
             out.append(f"layer   {r['mode']:<5} L={r['L']:<6} {val}")

@@ -958,6 +958,23 @@ def nplr_kernel(log_a_real, a_imag, log_dt, b, p, c, nodes, scale, L_: int, L: i
 _DIAG_MAX_MODES = 64  # the fused S4D kernel keeps all modes of one feature in one tile
 
 if HAS_TRITON:
+    # tl.exp lowers to ex2.approx(x log2 e) on NVIDIA GPUs: relative error ~|x| 2^-24 * 1.44, i.e. ~20x a
+    # correctly rounded exp for dt = exp(log_dt) ~ exp(-7), and the kernel's phase error grows with dt l.
+    # The S4D kernels call exp only O((T + J) N) times per block, so they use libdevice's accurate expf.
+    # (The interpreter has no libdevice; its tl.exp is numpy's exp, already accurate.)
+    try:
+        from triton.language.extra import libdevice as _libdevice
+    except ImportError:  # pragma: no cover - older triton
+        _libdevice = None
+    _ACCURATE_EXP = tl.constexpr(_libdevice is not None and os.environ.get("TRITON_INTERPRET") != "1")
+
+    @triton.jit
+    def _exp(a):
+        if _ACCURATE_EXP:
+            out = _libdevice.exp(a)
+        else:
+            out = tl.exp(a)
+        return out
 
     @triton.jit
     def _cmul(ar, ai, br, bi):
@@ -976,7 +993,7 @@ if HAS_TRITON:
     @triton.jit
     def _expm1(a):
         # exp(a) - 1 without cancellation near 0 (Kahan: (u - 1) a / log u)
-        u = tl.exp(a)
+        u = _exp(a)
         um1 = u - 1.0
         lu = tl.where(um1 == 0.0, 1.0, tl.log(u))
         small = tl.where(um1 == 0.0, a, um1 * a / lu)
@@ -998,8 +1015,8 @@ if HAS_TRITON:
         offs_n = tl.arange(0, BLOCK_N)
         mask_n = offs_n < M
         hp = h * M + offs_n
-        dt = tl.exp(tl.load(LDT + h))
-        lr = -tl.exp(tl.load(LAR + hp, mask=mask_n, other=0.0))
+        dt = _exp(tl.load(LDT + h))
+        lr = -_exp(tl.load(LAR + hp, mask=mask_n, other=0.0))
         li = tl.load(AI + hp, mask=mask_n, other=0.0)
         br = tl.load(B + 2 * hp, mask=mask_n, other=0.0)
         bi = tl.load(B + 2 * hp + 1, mask=mask_n, other=0.0)
@@ -1007,7 +1024,7 @@ if HAS_TRITON:
             xr = dt * lr
             xi = dt * li
             sh = tl.sin(0.5 * xi)
-            mr = tl.exp(xr)
+            mr = _exp(xr)
             cx = tl.cos(xi)
             # exp(x) - 1 = expm1(xr) cos(xi) - 2 sin^2(xi / 2) + i exp(xr) sin(xi)
             er = _expm1(xr) * cx - 2.0 * sh * sh
@@ -1026,63 +1043,101 @@ if HAS_TRITON:
         return offs_n, mask_n, hp, dt, lr, li, br, bi, xr, xi, fr, fi
 
     @triton.jit
-    def _diag_fwd_kernel(LAR, AI, LDT, B, C, TH, OUT, H, M, L, NC, ZOH: tl.constexpr,
-                         BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-        # One program: one h, BLOCK_L positions, all channels (exp(x l) computed once for all of them).
-        #   K[c, h, l] = 2 Re sum_n C[c,h,n] Bbar[h,n] exp(x[h,n] l)
+    def _mm(a, b, USE_DOT: tl.constexpr):
+        # a (P, K) @ b (K, Q) in the inputs' precision. float32: tl.dot with IEEE inputs (FMA, no tf32);
+        # float64 (and anything without a float32 dot): broadcast product summed over K.
+        if USE_DOT:
+            out = tl.dot(a, b, input_precision="ieee")
+        else:
+            out = tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+        return out
+
+    @triton.jit
+    def _zpow(fl, xr, xi):
+        # z^l = exp(x l) for a column of positions fl (P,) and modes x (N,): (P, N) real, imag parts,
+        # computed directly (not by repeated products) so the phase stays as accurate as x l itself
+        mag = _exp(fl[:, None] * xr[None, :])
+        ph = fl[:, None] * xi[None, :]
+        return mag * tl.cos(ph), mag * tl.sin(ph)
+
+    @triton.jit
+    def _diag_fwd_kernel(LAR, AI, LDT, B, C, TH, OUT, H, M, L, NC, L_CHUNK, ZOH: tl.constexpr,
+                         BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_J: tl.constexpr,
+                         USE_DOT: tl.constexpr):
+        # program (h, chunk of positions), all channels. A block of BLOCK_T * BLOCK_J positions is laid
+        # out as l = l0 + t J + j (t < T, j < J); with z = exp(x), Ct = C Bbar:
+        #   K[c, h, l] = 2 Re sum_n Ct_n z_n^(l0 + t J) z_n^j = (Ar @ Er - Ai @ Ei)[t, j]
+        #   A[t, n] = 2 Ct_n z_n^(l0 + t J)  (T, N),  E[n, j] = z_n^j  (N, J, once per program)
+        # so each (n, l) term costs 2 FMA; exp/sin/cos run only for (T + J) N entries per block.
         h = tl.program_id(0)
-        offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
-        mask_l = offs_l < L
         offs_n, mask_n, hp, dt, lr, li, br, bi, xr, xi, fr, fi = _diag_params(
             LAR, AI, LDT, B, TH, h, M, BLOCK_N, ZOH)
         wr, wi = _cmul(br, bi, fr, fi)
-        ell = offs_l.to(xr.dtype)
-        mag = tl.exp(xr[:, None] * ell[None, :])
-        ph = xi[:, None] * ell[None, :]
-        er = mag * tl.cos(ph)
-        ei = mag * tl.sin(ph)
+        jj = tl.arange(0, BLOCK_J)
+        etr, eti = _zpow(jj.to(xr.dtype), xr, xi)  # (J, N)
+        er = tl.trans(etr)
+        ei = tl.trans(eti)
+        tt = tl.arange(0, BLOCK_T)
+        l_start = tl.program_id(1) * L_CHUNK
+        l_end = tl.minimum(l_start + L_CHUNK, L)
         HM = H * M
-        for c in range(NC):
-            cr = tl.load(C + 2 * (c * HM + hp), mask=mask_n, other=0.0)
-            ci = tl.load(C + 2 * (c * HM + hp) + 1, mask=mask_n, other=0.0)
-            vr, vi = _cmul(cr, ci, wr, wi)
-            out = 2.0 * tl.sum(vr[:, None] * er - vi[:, None] * ei, axis=0)
-            tl.store(OUT + (c * H + h) * L + offs_l, out, mask=mask_l)
+        for l0 in range(l_start, l_end, BLOCK_T * BLOCK_J):
+            rows_l = l0 + tt * BLOCK_J
+            zr, zi = _zpow(rows_l.to(xr.dtype), xr, xi)  # (T, N)
+            offs = rows_l[:, None] + jj[None, :]
+            mask = offs < l_end
+            for c in range(NC):
+                cr = tl.load(C + 2 * (c * HM + hp), mask=mask_n, other=0.0)
+                ci = tl.load(C + 2 * (c * HM + hp) + 1, mask=mask_n, other=0.0)
+                vr, vi = _cmul(cr, ci, wr, wi)
+                vr = 2.0 * vr
+                vi = 2.0 * vi
+                ar = vr[None, :] * zr - vi[None, :] * zi
+                ai = vr[None, :] * zi + vi[None, :] * zr
+                out = _mm(ar, er, USE_DOT) - _mm(ai, ei, USE_DOT)
+                tl.store(OUT + (c * H + h) * L + offs, out, mask=mask)
 
     @triton.jit
     def _diag_bwd_kernel(LAR, AI, LDT, B, TH, G, T1, T2, H, M, L, ROWS, L_CHUNK, ZOH: tl.constexpr,
-                         BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-        # program (row = c H + h, split): T1[split, row, n] = sum_l g_l conj(e^{x l}),
-        # T2[split, row, n] = sum_l g_l l conj(e^{x l}) over one chunk of positions.
+                         BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_J: tl.constexpr,
+                         USE_DOT: tl.constexpr):
+        # program (row = c H + h, split): over one chunk of positions
+        #   T1[split, row, n] = sum_l g_l conj(z_n^l),  T2[split, row, n] = sum_l g_l l conj(z_n^l)
+        # (g real, so these are conj(S1), conj(S2) with S1 = sum_l g_l z^l, S2 = sum_l g_l l z^l). With the
+        # forward's block layout l = l0 + t J + j, G[t, j] = g_l, E^T[j, n] = z_n^j, Z0[t, n] = z_n^(l0 + t J):
+        #   S1 = sum_t Z0 (G @ E^T),   S2 = sum_t Z0 ((l G) @ E^T)
+        # (only E^T is loop-invariant: keeping j E^T too made ptxas spill at these tile sizes)
         row = tl.program_id(0)
         split = tl.program_id(1)
         h = row % H
         offs_n, mask_n, hp, dt, lr, li, br, bi, xr, xi, fr, fi = _diag_params(
             LAR, AI, LDT, B, TH, h, M, BLOCK_N, ZOH)
-        a1r = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
-        a1i = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
-        a2r = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
-        a2i = tl.zeros([BLOCK_N, BLOCK_L], dtype=xr.dtype)
+        jj = tl.arange(0, BLOCK_J)
+        etr, eti = _zpow(jj.to(xr.dtype), xr, xi)  # (J, N)
+        tt = tl.arange(0, BLOCK_T)
+        a1r = tl.zeros([BLOCK_T, BLOCK_N], dtype=xr.dtype)
+        a1i = tl.zeros([BLOCK_T, BLOCK_N], dtype=xr.dtype)
+        a2r = tl.zeros([BLOCK_T, BLOCK_N], dtype=xr.dtype)
+        a2i = tl.zeros([BLOCK_T, BLOCK_N], dtype=xr.dtype)
         l_start = split * L_CHUNK
         l_end = tl.minimum(l_start + L_CHUNK, L)
-        for l0 in range(l_start, l_end, BLOCK_L):
-            offs_l = l0 + tl.arange(0, BLOCK_L)
-            mask_l = offs_l < l_end
-            g = tl.load(G + row * L + offs_l, mask=mask_l, other=0.0)
-            ell = offs_l.to(xr.dtype)
-            mag = tl.exp(xr[:, None] * ell[None, :]) * g[None, :]
-            ph = xi[:, None] * ell[None, :]
-            cr = mag * tl.cos(ph)
-            ci = -mag * tl.sin(ph)
-            a1r += cr
-            a1i += ci
-            a2r += cr * ell[None, :]
-            a2i += ci * ell[None, :]
+        for l0 in range(l_start, l_end, BLOCK_T * BLOCK_J):
+            rows_l = l0 + tt * BLOCK_J
+            offs = rows_l[:, None] + jj[None, :]
+            g = tl.load(G + row * L + offs, mask=offs < l_end, other=0.0)  # (T, J)
+            gl = g * offs.to(xr.dtype)
+            zr, zi = _zpow(rows_l.to(xr.dtype), xr, xi)  # (T, N)
+            s1r, s1i = _cmul(zr, zi, _mm(g, etr, USE_DOT), _mm(g, eti, USE_DOT))
+            a1r += s1r
+            a1i += s1i
+            s2r, s2i = _cmul(zr, zi, _mm(gl, etr, USE_DOT), _mm(gl, eti, USE_DOT))
+            a2r += s2r
+            a2i += s2i
         base = split * ROWS * M + row * M + offs_n
-        tl.store(T1 + 2 * base, tl.sum(a1r, axis=1), mask=mask_n)
-        tl.store(T1 + 2 * base + 1, tl.sum(a1i, axis=1), mask=mask_n)
-        tl.store(T2 + 2 * base, tl.sum(a2r, axis=1), mask=mask_n)
-        tl.store(T2 + 2 * base + 1, tl.sum(a2i, axis=1), mask=mask_n)
+        tl.store(T1 + 2 * base, tl.sum(a1r, axis=0), mask=mask_n)
+        tl.store(T1 + 2 * base + 1, -tl.sum(a1i, axis=0), mask=mask_n)
+        tl.store(T2 + 2 * base, tl.sum(a2r, axis=0), mask=mask_n)
+        tl.store(T2 + 2 * base + 1, -tl.sum(a2i, axis=0), mask=mask_n)
 
     @triton.jit
     def _diag_grad_epilogue(LAR, AI, LDT, B, C, TH, T1, T2, D_LAR, D_AI, D_LDT, D_B, D_C, H, M, NC, NSPLIT,
@@ -1126,7 +1181,7 @@ if HAS_TRITON:
         tl.store(D_B + 2 * hp + 1, dbi, mask=mask_n)
         if ZOH:
             # dx/dLambda = dt, dx/ddt = Lambda; dW/dLambda = B (dt e^x - f) / Lambda, dW/ddt = B e^x
-            mg = tl.exp(xr)
+            mg = _exp(xr)
             exr = mg * tl.cos(xi)
             exi = mg * tl.sin(xi)
             kr, ki = _cdiv(dt * exr - fr, dt * exi - fi, lr, li)
@@ -1171,17 +1226,37 @@ def _diag_theta(log_a_real, a_imag, log_dt):
         return torch.atan2(2 * zi, 1 - (zr * zr + zi * zi)).contiguous()
 
 
-def _diag_blocks(M, L):
+# Tile overrides for tests (e.g. {"BLOCK_T": 16, "BLOCK_J": 16} to get several blocks at small L).
+_DIAG_TILES: dict = {}
+
+
+def _diag_tiles(M, L, dtype, bwd=False):
+    """(BLOCK_N, BLOCK_T, BLOCK_J, USE_DOT, num_warps): all modes in one tile, blocks of BLOCK_T * BLOCK_J
+    positions.
+
+    float32 runs the small products per block as FMA ``tl.dot`` (IEEE, no tf32). An FMA dot holds whole
+    rows/columns of its operands in registers, so the sizes below are the largest that compiled without
+    spills for sm_90 (ptxas -v of Triton 3.9's output): forward (T, N) @ (N, J) with J = 64 (32 for 64
+    modes); backward (T, J) @ (J, N) with the reduction J = 16. float64 uses broadcast sums with small
+    tiles (bounded (T, K, Q) intermediate)."""
     bn = max(16, triton.next_power_of_2(M))
-    bl = min(64 if bn <= 32 else 32, max(16, triton.next_power_of_2(L)))
-    return bn, bl
+    use_dot = dtype == torch.float32
+    if not use_dot:
+        t_max, bj, warps = 16, 16, 4
+    elif bwd:
+        t_max, bj, warps = 32, 16, 4 if bn <= 32 else 8
+    else:
+        t_max, bj, warps = (32, 64, 8) if bn <= 32 else (32, 32, 4)
+    bt = min(t_max, max(16, triton.next_power_of_2(triton.cdiv(L, bj))))
+    bt, bj = _DIAG_TILES.get("BLOCK_T", bt), _DIAG_TILES.get("BLOCK_J", bj)
+    return bn, bt, bj, use_dot, warps
 
 
 class _DiagKernelFn(torch.autograd.Function):
     """Fused S4D kernel generation from the raw parameters (zoh or bilinear).
 
-    Forward: one Triton launch (discretisation + Vandermonde sum for all channels; bilinear adds the
-    atan2 of the poles). Backward: one Triton launch for the position sums (split over L) and one for
+    Forward: one Triton launch (discretisation + blocked Vandermonde sum for all channels; bilinear adds
+    the atan2 of the poles). Backward: one Triton launch for the position sums (split over L) and one for
     the chain rule to every raw parameter.
     """
 
@@ -1192,9 +1267,11 @@ class _DiagKernelFn(torch.autograd.Function):
         NC, H, M = c.shape[:3]
         th = a_imag if zoh else _diag_theta(log_a_real, a_imag, log_dt)
         out = torch.empty(NC, H, L, dtype=log_dt.dtype, device=log_dt.device)
-        bn, bl = _diag_blocks(M, L)
-        _diag_fwd_kernel[(H, triton.cdiv(L, bl))](
-            log_a_real, a_imag, log_dt, b, c, th, out, H, M, L, NC, ZOH=bool(zoh), BLOCK_N=bn, BLOCK_L=bl,
+        bn, bt, bj, use_dot, warps = _diag_tiles(M, L, log_dt.dtype)
+        nchunk, chunk = _splits(H, L, bt * bj)
+        _diag_fwd_kernel[(H, nchunk)](
+            log_a_real, a_imag, log_dt, b, c, th, out, H, M, L, NC, chunk, ZOH=bool(zoh), BLOCK_N=bn,
+            BLOCK_T=bt, BLOCK_J=bj, USE_DOT=use_dot, num_warps=warps,
         )
         ctx.save_for_backward(log_a_real, a_imag, log_dt, b, c, th)
         ctx.L, ctx.zoh = L, bool(zoh)
@@ -1206,13 +1283,13 @@ class _DiagKernelFn(torch.autograd.Function):
         L, zoh = ctx.L, ctx.zoh
         NC, H, M = c.shape[:3]
         g = gk.contiguous().to(log_dt.dtype)
-        bn, bl = _diag_blocks(M, L)
-        nsplit, chunk = _splits(NC * H, L, bl)
+        bn, bt, bj, use_dot, warps = _diag_tiles(M, L, log_dt.dtype, bwd=True)
+        nsplit, chunk = _splits(NC * H, L, bt * bj)
         t1 = torch.empty(nsplit, NC, H, M, 2, dtype=log_dt.dtype, device=log_dt.device)
         t2 = torch.empty_like(t1)
         _diag_bwd_kernel[(NC * H, nsplit)](
             log_a_real, a_imag, log_dt, b, th, g, t1, t2, H, M, L, NC * H, chunk, ZOH=zoh,
-            BLOCK_N=bn, BLOCK_L=bl,
+            BLOCK_N=bn, BLOCK_T=bt, BLOCK_J=bj, USE_DOT=use_dot, num_warps=warps,
         )
         outs = [torch.empty_like(t) for t in (log_a_real, a_imag, log_dt, b, c)]
         _diag_grad_epilogue[(H,)](

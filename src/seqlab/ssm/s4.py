@@ -242,10 +242,10 @@ class S4(nn.Module):
     def _fused_diag(self) -> bool:
         """Whether kernel(L) uses the fused Triton S4D kernel (<= 64 modes, Triton path).
 
-        Opt-in with ``SEQLAB_S4D_FUSED=1``: on the H100 (results/s4_bench_run5) its forward launch was
-        slower than the discretise + Vandermonde-op path, which stays the default."""
+        The default since run 6 (blocked Vandermonde: 2 FMA per term, results/s4_bench_run6);
+        ``SEQLAB_S4D_FUSED=0`` falls back to the discretise + Vandermonde-op path."""
         return (self.mode == "diag" and self.n_modes <= _DIAG_MAX_MODES
-                and os.environ.get("SEQLAB_S4D_FUSED", "0") == "1" and self._impl(self.log_dt) == "triton")
+                and os.environ.get("SEQLAB_S4D_FUSED", "1") != "0" and self._impl(self.log_dt) == "triton")
 
     def _full(self, z: torch.Tensor) -> torch.Tensor:
         """Append the conjugate half along the last dim: (..., M) -> (..., 2M)."""
