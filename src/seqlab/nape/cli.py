@@ -129,7 +129,7 @@ def register(sub) -> None:
     t.add_argument("--max-graphs", type=int, default=1024)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--seed", type=int, default=123)
-    t.add_argument("--beta", default="4.0", help="FLOPs-prior weight, or 'auto' (inner leave-one-family-out)")
+    t.add_argument("--beta", default="0.5", help="FLOPs-prior weight, or 'auto' (inner leave-one-family-out)")
     t.add_argument("--rank-targets", action=argparse.BooleanOptionalAction, default=True,
                    help="Gaussianised within-family rank targets (default; chosen by inner leave-one-family-out)")
     t.add_argument("--struct-features", action=argparse.BooleanOptionalAction, default=False,
