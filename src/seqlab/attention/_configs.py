@@ -19,7 +19,7 @@ import torch
 
 _SHIPPED = Path(__file__).with_name("configs")
 _override: dict[str, dict] = {}
-SEQLEN_BUCKETS = (512, 1024, 4096, 16384)
+SEQLEN_BUCKETS = (512, 1024, 2048, 4096, 8192, 16384)
 
 
 def device_key(device: torch.device | None = None) -> str:
@@ -41,9 +41,14 @@ def _device_key_of(index: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
+def buckets_by_distance(seqlen: int) -> tuple[int, ...]:
+    """The seqlen buckets ordered by distance to ``seqlen`` in log space (ties: the shorter first)."""
+    return tuple(sorted(SEQLEN_BUCKETS, key=lambda b: (abs(math.log2(max(seqlen, 1)) - math.log2(b)), b)))
+
+
 def seqlen_bucket(seqlen: int) -> int:
     """The nearest tuned seqlen (in log space)."""
-    return min(SEQLEN_BUCKETS, key=lambda b: abs(math.log2(max(seqlen, 1)) - math.log2(b)))
+    return buckets_by_distance(seqlen)[0]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -51,6 +56,16 @@ def config_key(kernel: str, headdim: int, dtype: torch.dtype, masked: bool, seql
     hd = max(16, 1 << (headdim - 1).bit_length())
     dt = "fp32" if dtype == torch.float32 else "16bit"
     return f"{kernel}|d{hd}|{dt}|{'masked' if masked else 'full'}|n{seqlen_bucket(seqlen)}"
+
+
+def _lookup(table: dict, kernel: str, headdim: int, dtype: torch.dtype, masked: bool, seqlen: int) -> dict | None:
+    # The nearest bucket with an entry: a table tuned on fewer buckets (an older cache, a head dim
+    # tuned at some lengths only) still gives a tuned config rather than the heuristic.
+    for bucket in buckets_by_distance(seqlen):
+        entry = table.get(config_key(kernel, headdim, dtype, masked, bucket))
+        if entry is not None:
+            return entry
+    return None
 
 
 def _cache_file() -> Path:
@@ -118,7 +133,7 @@ def get_config(kernel: str, headdim: int, dtype: torch.dtype, masked: bool, seql
     if kernel in _override:
         return dict(_override[kernel])
     if dtype != torch.float32:  # fp32 runs IEEE dots with smaller tiles: heuristic only
-        entry = _table(device_key(device)).get(config_key(kernel, headdim, dtype, masked, seqlen))
+        entry = _lookup(_table(device_key(device)), kernel, headdim, dtype, masked, seqlen)
         if entry is not None:
             return dict(entry)
     return heuristic(kernel, headdim, dtype)

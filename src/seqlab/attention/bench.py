@@ -49,6 +49,12 @@ def _flex_fn(causal: bool, seqlen: int, device):
                      "accumulated_recompile_limit"):
             if hasattr(torch._dynamo.config, name):
                 setattr(torch._dynamo.config, name, 1024)
+        # Compiled backwards donate buffers by default, which forbids the retain_graph=True the "bwd" timing
+        # uses (the same forward is differentiated repeatedly); turn that off for the anchor.
+        import torch._functorch.config as functorch_config
+
+        if hasattr(functorch_config, "donated_buffer"):
+            functorch_config.donated_buffer = False
         _FLEX_CACHE["compiled"] = torch.compile(flex_attention, dynamic=False)
     block_mask = None
     if causal:
