@@ -219,6 +219,8 @@ def test_kvcache_errors(monkeypatch):
 
 def test_kvcache_plan_heuristic():
     """The split heuristic fills a 132-SM GPU at batch 1 and stays at one split for big batches."""
-    assert kvc._splits_heuristic(4, math.ceil(8192 / 128), 132) >= 32
-    assert kvc._splits_heuristic(64 * 8, 8, 132) == 2
+    assert kvc._splits_heuristic(4, math.ceil(8192 / 64), 132) == 33
+    assert kvc._splits_heuristic(4, math.ceil(1024 / 64), 132) == 16  # at least one key tile per split
+    assert kvc._splits_heuristic(16, 128, 132) == 8
+    assert kvc._splits_heuristic(64 * 4, 128, 132) == 1
     assert kvc._splits_heuristic(4, 1, 132) == 1

@@ -37,9 +37,13 @@ def _sm_count(device_index: int) -> int:
 
 
 def _splits_heuristic(pairs: int, n_tiles: int, sms: int) -> int:
-    """Splits per (batch row, kv head, m block): about four programs per SM, at least two key tiles each."""
-    want = -(-4 * sms // pairs)
-    return int(max(1, min(want, -(-n_tiles // 2), 256)))
+    """Splits per (batch row, kv head, m block): about one program per SM, at least one key tile each.
+
+    Fitted to a graph-mode sweep on an H100 (results/attention_decode.json, "sweep" in benchmarks/NOTES.md):
+    about ``sms`` programs in all was within a few % of the best split count from batch 1 to 64 and cache 1k
+    to 128k; more splits cost partial-result traffic and merge work, fewer leave SMs idle.
+    """
+    return int(max(1, min(sms // pairs, n_tiles, 256)))
 
 
 @functools.lru_cache(maxsize=512)
@@ -53,7 +57,7 @@ def _plan(device_index, dtype, batch, seqlen_q, nheads_k, group, headdim, cache_
         bm, bn, warps, stages = 16, 32, 4, 1
     else:
         bm = 16 if rows <= 16 else (32 if rows <= 32 else 64)
-        bn, warps, stages = cfg if cfg is not None else ((128 if headdim <= 128 else 64), 4, 3)
+        bn, warps, stages = cfg if cfg is not None else (64, 4, 3 if headdim <= 128 else 2)
     m_blocks = triton.cdiv(rows, bm)
     if num_splits <= 0:
         num_splits = _splits_heuristic(batch * nheads_k * m_blocks, triton.cdiv(cache_len, bn), _sm_count(device_index))
@@ -70,17 +74,24 @@ def _plan(device_index, dtype, batch, seqlen_q, nheads_k, group, headdim, cache_
 
 
 # Compiled kernels by launch signature, launched without going through ``JITFunction.run`` (whose argument
-# binding and specialisation cost ~10 µs of host time per launch). The key holds everything Triton
-# specialises a compiled kernel on: pointer dtypes (fixed by the flags) and 16-byte alignment, and for each
-# specialised int whether it is 1, a multiple of 16, or needs 64 bits. SEQLAB_DECODE_FAST_LAUNCH=0 turns
-# this off.
+# binding and specialisation cost ~40 µs of host time per launch on the benchmark host). The key holds
+# everything Triton specialises a compiled kernel on: pointer dtypes (fixed by the flags and the plan), the
+# exact values of the specialised ints, and 16-byte alignment of every pointer (the direct path is only
+# taken when all are aligned). Taken only while no launch hook (profiler) is registered with Triton.
+# SEQLAB_DECODE_FAST_LAUNCH=0 turns it off.
 _FAST_LAUNCH = os.environ.get("SEQLAB_DECODE_FAST_LAUNCH", "1") == "1"
 _STREAM = None
 _KNOBS = None
 
 
-def _int_spec(x: int) -> int:
-    return 1 if x == 1 else (x % 16 == 0) + 2 * (not -(2**31) <= x < 2**31)
+def _disable_fast_launch() -> None:
+    global _FAST_LAUNCH
+    _FAST_LAUNCH = False
+
+
+def _hooks_idle() -> bool:
+    enter, leave = _KNOBS.launch_enter_hook, _KNOBS.launch_exit_hook  # None, or a (possibly empty) HookChain
+    return (enter is None or not getattr(enter, "calls", True)) and (leave is None or not getattr(leave, "calls", True))
 
 
 def _triton_decode(q, k_cache, v_cache, k, v, seqlens, fixed_len, n_new, scale, wl, wr, alibi, num_splits, want_lse):
@@ -102,18 +113,25 @@ def _triton_decode(q, k_cache, v_cache, k, v, seqlens, fixed_len, n_new, scale, 
     args = (*ptrs, *ints, splits, cache_len, n_new, fixed_len, scale * _LOG2E, wl, wr)
     args_c = (part, out, lse, nheads_k, group, seqlen_q, splits)
     key = None
-    if dev >= 0 and _FAST_LAUNCH and all(t.data_ptr() % 16 == 0 for t in ptrs):  # else: Triton's own launch path
-        key = (dev, seqlens is not None, has_new, wl >= 0, wr >= 0, alibi is not None, want_lse, *map(_int_spec, ints),
+    if dev >= 0 and _FAST_LAUNCH and (q.data_ptr() | k_cache.data_ptr() | v_cache.data_ptr() | kn.data_ptr()
+                                      | vn.data_ptr() | out.data_ptr() | lse.data_ptr() | part.data_ptr()
+                                      | ptrs[8].data_ptr() | ptrs[9].data_ptr()) % 16 == 0:
+        key = (dev, seqlens is not None, has_new, wl >= 0, wr >= 0, alibi is not None, want_lse, ints,
                max(abs(n_new), abs(fixed_len), abs(wl), abs(wr)) < 2**31)
         hit = launched.get(key)
-        if hit is not None and _KNOBS.launch_enter_hook is None and _KNOBS.launch_exit_hook is None:
+        if hit is not None and _hooks_idle():
             ck, tail, ck_c, tail_c = hit
             stream = _STREAM(dev)
-            ck.run(grid[0], grid[1], grid[2], stream, ck.function, ck.packed_metadata, None, None, None, *args, *tail)
-            if ck_c is not None:
-                ck_c.run(grid_c[0], grid_c[1], 1, stream, ck_c.function, ck_c.packed_metadata, None, None, None,
-                         *args_c, *tail_c)
-            return out, lse
+            try:
+                ck.run(grid[0], grid[1], grid[2], stream, ck.function, ck.packed_metadata, None, None, None, *args,
+                       *tail)
+            except (TypeError, AttributeError, ValueError):  # a Triton whose launcher differs: use its own path
+                _disable_fast_launch()
+            else:
+                if ck_c is not None:
+                    ck_c.run(grid_c[0], grid_c[1], 1, stream, ck_c.function, ck_c.packed_metadata, None, None, None,
+                             *args_c, *tail_c)
+                return out, lse
     kern = _kernels(dev >= 0)
     consts = dict(HAS_SEQLENS=seqlens is not None, HAS_NEW=has_new, HAS_LEFT=wl >= 0, HAS_RIGHT=wr >= 0,
                   HAS_ALIBI=alibi is not None, STORE_LSE=want_lse, **main)
