@@ -129,8 +129,6 @@ def bench(args, ceil):
             row["speedup_eager"] = row["sdpa_ms"] / row["seqlab_ms"]
             row["speedup_loop_eager"] = row["sdpa_loop_eager_ms"] / row["seqlab_loop_eager_ms"]
             row["max_speedup_vs_sdpa"] = row["sdpa_graph_ms"] / floor
-            if cache == 8192:
-                row["sdpa_kernels"] = _sdpa_backend(sdpa)
         row["seqlab_eager_over_graph_loop"] = row["seqlab_loop_eager_ms"] / row["seqlab_loop_graph_ms"]
         rows.append(row)
         print(f"B={batch:3d} cache={cache:6d} floor {floor * 1e3:7.1f} us | graph seqlab "
@@ -144,6 +142,14 @@ def bench(args, ceil):
               f" sdpa {row.get('sdpa_host_us', float('nan')):5.1f} us | do_bench eager {row['seqlab_ms'] * 1e3:6.1f}"
               f" / {row.get('sdpa_ms', float('nan')) * 1e3:6.1f} us", flush=True)
         torch.cuda.empty_cache()
+    # which SDPA backend ran, profiled last: the profiler can leave launch hooks/callbacks that slow later launches
+    for row in rows:
+        if row.get("cache") == 8192 and "sdpa_graph_ms" in row:
+            b = row["batch"]
+            q = torch.randn(b, H, 1, D, device="cuda", dtype=torch.bfloat16)
+            k = torch.randn(b, HK, 8192, D, device="cuda", dtype=torch.bfloat16)
+            row["sdpa_kernels"] = _sdpa_backend(
+                lambda q=q, k=k: torch.nn.functional.scaled_dot_product_attention(q, k, k, enable_gqa=True))
     return rows
 
 
@@ -430,7 +436,8 @@ def main(argv=None):
                      "(batch, heads, seq, dim) transposed views of the same cache (no copy); default backend "
                      "selection; the kernels it launched are in rows[*].sdpa_kernels",
         "timers": "graph/eager: triton.testing.do_bench median (L2 flushed per call); loop_*: 200 back-to-back "
-                  "calls, wall clock per call; host_us: host time per eager call",
+                  "calls, wall clock per call; host_us: host time per eager call (host timings on a shared "
+                  "machine are noisy; diag.* has a cleaner 300-call measurement)",
         "floor": "floor_ms = bytes_kv / copy_gbps; bw_util = floor_ms / graph ms; "
                  "max_speedup_vs_sdpa = sdpa_graph_ms / floor_ms",
     }
@@ -439,6 +446,11 @@ def main(argv=None):
         save()
     if not args.no_bench:
         result["rows"] = bench(args, ceil)
+        from triton import knobs
+
+        result["triton_launch_hooks_after_profiler"] = [len(getattr(h, "calls", ()) or ()) if h is not None else 0
+                                                        for h in (knobs.runtime.launch_enter_hook,
+                                                                  knobs.runtime.launch_exit_hook)]
     save()
     if args.check and not result["check"]["ok"]:
         print("CHECK FAILED", flush=True)
