@@ -146,8 +146,8 @@ def bench(args, ceil):
     for row in rows:
         if row.get("cache") == 8192 and "sdpa_graph_ms" in row:
             b = row["batch"]
-            q = torch.randn(b, H, 1, D, device="cuda", dtype=torch.bfloat16)
-            k = torch.randn(b, HK, 8192, D, device="cuda", dtype=torch.bfloat16)
+            q = torch.randn(b, 1, H, D, device="cuda", dtype=torch.bfloat16).transpose(1, 2)  # same layout as timed
+            k = torch.randn(b, 8192, HK, D, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
             row["sdpa_kernels"] = _sdpa_backend(
                 lambda q=q, k=k: torch.nn.functional.scaled_dot_product_attention(q, k, k, enable_gqa=True))
     return rows
