@@ -167,15 +167,17 @@ def test_fused_diag_bf16_input():
     assert _rel(ya.float(), yb.float()) < 1e-2
 
 
+@pytest.mark.parametrize("use_dot", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("disc", ["zoh", "bilinear"])
-def test_fused_diag_several_blocks_and_chunks(dtype, disc, monkeypatch):
+def test_fused_diag_several_blocks_and_chunks(dtype, disc, use_dot, monkeypatch):
     # small tiles (16 x 16 positions per block) and few programs: L = 1000 is 4 blocks (the last one
-    # partial) in 2 chunks of 2 blocks each (forward and backward); 5 modes in a 16-wide tile
-    monkeypatch.setattr(K, "_DIAG_TILES", {"BLOCK_T": 16, "BLOCK_J": 16})
+    # partial) in 2 chunks of 2 blocks each (forward and backward); 5 modes in a 16-wide tile; tl.dot
+    # and the broadcast-sum form of the block products
+    monkeypatch.setattr(K, "_DIAG_TILES", {"BLOCK_T": 16, "BLOCK_J": 16, "USE_DOT": use_dot})
     monkeypatch.setattr(K, "_TARGET_PROGRAMS", 4)
     H, L = 2, 1000
-    assert K._diag_tiles(5, L, dtype)[:3] == (16, 16, 16)
+    assert K._diag_tiles(5, L, dtype)[:4] == (16, 16, 16, use_dot)
     assert K._splits(H, L, 256) == (2, 512)
     a, b = _pair(dtype=dtype, ref_dtype=torch.float64, d_model=H, d_state=10, disc=disc, init="lin",
                  perturb=0.05)
@@ -209,4 +211,5 @@ def test_diag_tiles():
     assert K._diag_tiles(64, 5, torch.float32) == (64, 16, 32, True, 4)
     assert K._diag_tiles(64, 4096, torch.float32) == (64, 32, 32, True, 4)
     assert K._diag_tiles(64, 5, torch.float32, bwd=True) == (64, 16, 16, True, 8)
-    assert K._diag_tiles(3, 16384, torch.float64) == (16, 16, 16, False, 4)
+    assert K._diag_tiles(3, 16384, torch.float64) == (16, 16, 16, True, 4)
+    assert K._diag_tiles(3, 16384, torch.float64, bwd=True) == (16, 16, 16, True, 4)

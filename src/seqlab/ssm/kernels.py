@@ -1045,7 +1045,7 @@ if HAS_TRITON:
     @triton.jit
     def _mm(a, b, USE_DOT: tl.constexpr):
         # a (P, K) @ b (K, Q) in the inputs' precision. float32: tl.dot with IEEE inputs (FMA, no tf32);
-        # float64 (and anything without a float32 dot): broadcast product summed over K.
+        # float64: tl.dot (fp64 MMA / FMA); otherwise a broadcast product summed over K.
         if USE_DOT:
             out = tl.dot(a, b, input_precision="ieee")
         else:
@@ -1237,11 +1237,13 @@ def _diag_tiles(M, L, dtype, bwd=False):
     float32 runs the small products per block as FMA ``tl.dot`` (IEEE, no tf32). An FMA dot holds whole
     rows/columns of its operands in registers, so the sizes below are the largest that compiled without
     spills for sm_90 (ptxas -v of Triton 3.9's output): forward (T, N) @ (N, J) with J = 64 (32 for 64
-    modes); backward (T, J) @ (J, N) with the reduction J = 16. float64 uses broadcast sums with small
-    tiles (bounded (T, K, Q) intermediate)."""
+    modes); backward (T, J) @ (J, N) with the reduction J = 16. float64 also uses ``tl.dot`` (fp64 MMA on
+    sm_80+), 16 x 16 blocks: on the H100 (Triton 3.6) 1.19 ms fwd+bwd at H=256, L=16k, matching the naive
+    float64 path to 6e-14, where the broadcast-sum form took 65 ms (register spills). Other dtypes use
+    broadcast sums."""
     bn = max(16, triton.next_power_of_2(M))
-    use_dot = dtype == torch.float32
-    if not use_dot:
+    use_dot = dtype in (torch.float32, torch.float64)
+    if dtype != torch.float32:
         t_max, bj, warps = 16, 16, 4
     elif bwd:
         t_max, bj, warps = 32, 16, 4 if bn <= 32 else 8
@@ -1249,7 +1251,7 @@ def _diag_tiles(M, L, dtype, bwd=False):
         t_max, bj, warps = (32, 64, 8) if bn <= 32 else (32, 32, 4)
     bt = min(t_max, max(16, triton.next_power_of_2(triton.cdiv(L, bj))))
     bt, bj = _DIAG_TILES.get("BLOCK_T", bt), _DIAG_TILES.get("BLOCK_J", bj)
-    return bn, bt, bj, use_dot, warps
+    return bn, bt, bj, _DIAG_TILES.get("USE_DOT", use_dot), warps
 
 
 class _DiagKernelFn(torch.autograd.Function):
