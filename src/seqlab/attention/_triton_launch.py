@@ -14,6 +14,7 @@ import triton
 
 from . import _triton_kernels as kern
 from ._configs import get_config
+from ._fast_launch import launch
 
 # Tests may shrink tiles so that small shapes still cover several blocks and ragged edges.
 _INTERPRET_BLOCKS = (32, 32)
@@ -89,7 +90,7 @@ def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_
     bm, bn = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N")
     dummy = lse
     grid = (triton.cdiv(seqlen_q, bm), batch, nheads)
-    kern._attn_fwd[grid](
+    args = (
         q, k, v, out, lse, probs, seed if seed is not None else dummy,
         alibi if alibi is not None else dummy,
         cu_q if varlen else dummy, cu_k if varlen else dummy,
@@ -98,11 +99,10 @@ def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_
         alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0,
         nheads, nheads // nheads_k, seqlen_q, seqlen_k,
         scale * kern.LOG2E, dropout_p, wl, wr,
-        HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
-        RETURN_P=return_probs,
-        **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen),
-        **cfg,
     )
+    consts = dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn, RETURN_P=return_probs,
+                  **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg)
+    launch(kern._attn_fwd, grid, args, consts, q.get_device())
     return out, lse, probs
 
 
@@ -129,18 +129,17 @@ def triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr,
     sab = alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0
     scalars = (nheads, nheads // nheads_k, seqlen_q, seqlen_k, scale * kern.LOG2E, scale, dropout_p, wl, wr)
 
+    dev = q.get_device()
     bm, bn = cfg_q.pop("BLOCK_M"), cfg_q.pop("BLOCK_N")
-    kern._attn_bwd_dq[(triton.cdiv(seqlen_q, bm), batch, nheads)](
-        q, k, v, dout, lse, delta, dq, *common, out,
-        *strides_in, *_strides3(dq, varlen), *_strides3(out, varlen), slb, slh, sab, *scalars,
-        HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
-        **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg_q,
-    )
+    launch(kern._attn_bwd_dq, (triton.cdiv(seqlen_q, bm), batch, nheads),
+           (q, k, v, dout, lse, delta, dq, *common, out,
+            *strides_in, *_strides3(dq, varlen), *_strides3(out, varlen), slb, slh, sab, *scalars),
+           dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
+                **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg_q), dev)
     bm, bn = cfg_kv.pop("BLOCK_M"), cfg_kv.pop("BLOCK_N")
-    kern._attn_bwd_dkdv[(triton.cdiv(seqlen_k, bn), batch, nheads_k)](
-        q, k, v, dout, lse, delta, dk, dv, *common,
-        *strides_in, *_strides3(dk, varlen), *_strides3(dv, varlen), slb, slh, sab, *scalars,
-        HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
-        **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg_kv,
-    )
+    launch(kern._attn_bwd_dkdv, (triton.cdiv(seqlen_k, bn), batch, nheads_k),
+           (q, k, v, dout, lse, delta, dk, dv, *common,
+            *strides_in, *_strides3(dk, varlen), *_strides3(dv, varlen), slb, slh, sab, *scalars),
+           dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
+                **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg_kv), dev)
     return dq, dk, dv
