@@ -356,10 +356,12 @@ def bench_table3(device, lengths, tokens_per_batch=16384, H=256, n_layers=4, bud
 
 
 class _GraphedGenerator:
-    """Greedy step-mode decoding; on CUDA one token (all layers + argmax) is one CUDA-graph replay."""
+    """Greedy step-mode decoding; on CUDA ``tokens_per_replay`` tokens (all layers + argmax each) are one
+    CUDA-graph replay. With one token per replay the new states are copied back into the graph's static
+    state buffers every token; with more, only after the last of them (the copies are a graph artifact)."""
 
-    def __init__(self, model, state, first_tok, device):
-        self.model, self.device = model, device
+    def __init__(self, model, state, first_tok, device, tokens_per_replay=1):
+        self.model, self.device, self.k = model, device, tokens_per_replay
         self.tok = first_tok.clone()
         self.state = [s.clone() for s in state]
         self.graph = None
@@ -379,10 +381,13 @@ class _GraphedGenerator:
             self.tok.copy_(saved[1])
 
     def _eager(self):
-        out, new = self.model.step(self.tok, self.state)
-        for s, n in zip(self.state, new):
+        tok, state = self.tok, self.state
+        for _ in range(self.k):
+            out, state = self.model.step(tok, state)
+            tok = out.argmax(-1)
+        for s, n in zip(self.state, state):
             s.copy_(n)
-        self.tok.copy_(out.argmax(-1))
+        self.tok.copy_(tok)
         self.logits = out
 
     def next(self):
@@ -394,9 +399,53 @@ class _GraphedGenerator:
 
 
 @torch.no_grad()
+def _fused_block_check(device, mode, H=256, N=64, batch=2, steps=20):
+    """Max relative error (output, final state) of the fused S4Block step against the unfused one."""
+    from .blocks import S4Block
+
+    torch.manual_seed(1)
+    blk = S4Block(H, d_state=N, mode=mode).to(device).eval()
+    xs = torch.randn(steps, batch, H, device=device)
+    outs = []
+    for env in ({}, {"SEQLAB_S4_BLOCK_FUSED": "0"}):
+        with _env(env):
+            st, ys = blk.default_state(batch), []
+            for x in xs:
+                y, st = blk.step(x, st)
+                ys.append(y)
+        outs.append((torch.stack(ys), st))
+    (y1, s1), (y0, s0) = outs
+    err = max(_rel(y1[i], y0[i]) for i in range(steps))
+    state_err = _rel(torch.view_as_real(s1), torch.view_as_real(s0))
+    return {"mode": mode, "steps": steps, "batch": batch, "y_rel_err": err, "state_rel_err": state_err,
+            "fused": _block_fused(blk)}
+
+
+def _block_fused(blk):
+    from ._block_step import block_step_applicable
+
+    c = blk.layer._step_cache
+    return bool(block_step_applicable(blk) and c is not None and c["fused"])
+
+
+def _time_generator(gen, n, device):
+    def run_steps(gen=gen, n=n // gen.k):
+        for _ in range(n):
+            gen.next()
+
+    ms, _ = _time_ms(run_steps, device, warmup=1, reps=3)
+    return (n // gen.k) * gen.k / (ms / 1e3)
+
+
+@torch.no_grad()
 def bench_generation(device, contexts, n_layers=6, H=256, N=64, vocab=256, new_tokens=64, budget=None,
-                     progress=None):
-    """Tokens/s of step-mode generation vs recomputing the convolution over the whole context per token."""
+                     progress=None, unroll=8):
+    """Tokens/s of step-mode generation vs recomputing the convolution over the whole context per token.
+
+    ``step_tokens_per_s`` (and ``speedup``): one token per CUDA-graph replay, the protocol of runs 1-7,
+    with the fused block step (two launches per block) when it applies; ``step_unfused_tokens_per_s``: the
+    same with ``SEQLAB_S4_BLOCK_FUSED=0`` (the per-op step of runs 1-7); ``step_unrolled_tokens_per_s``:
+    ``unroll`` tokens per replay. The first row also carries the fused-vs-unfused block check."""
     torch.manual_seed(0)
     model = SequenceModel(0, vocab, d_model=H, n_layers=n_layers, vocab_size=vocab, d_state=N).to(device).eval()
     rows = []
@@ -405,6 +454,8 @@ def bench_generation(device, contexts, n_layers=6, H=256, N=64, vocab=256, new_t
         if budget is not None and budget.left() < 0:
             rows.append({**row, "status": "skipped (time budget)"})
             continue
+        if not rows:
+            row["fused_block_check"] = [_fused_block_check(device, m, H=H, N=N) for m in ("nplr", "diag")]
         ctx = torch.randint(0, vocab, (1, L), device=device)
         # prefill: one convolutional pass that also returns the final states
         t = time.perf_counter()
@@ -418,16 +469,17 @@ def bench_generation(device, contexts, n_layers=6, H=256, N=64, vocab=256, new_t
         gen.next()
         full, _ = model(torch.cat([ctx, first[:, None]], 1))
         row["step_vs_conv_rel_err"] = _rel(gen.logits[0], full[0, -1])
+        row["step_fused_block"] = _block_fused(model.blocks[0])
         gen = _GraphedGenerator(model, state, first, device)
-        n_step = new_tokens
-
-        def run_steps(gen=gen, n=n_step):
-            for _ in range(n):
-                gen.next()
-
-        ms_step, _ = _time_ms(run_steps, device, warmup=1, reps=3)
-        row["step_tokens_per_s"] = n_step / (ms_step / 1e3)
+        row["step_tokens_per_s"] = _time_generator(gen, new_tokens, device)
         row["step_graphed"] = gen.graph is not None
+        with _env({"SEQLAB_S4_BLOCK_FUSED": "0"}):
+            gen0 = _GraphedGenerator(model, state, first, device)
+            row["step_unfused_tokens_per_s"] = _time_generator(gen0, new_tokens, device)
+        genk = _GraphedGenerator(model, state, first, device, tokens_per_replay=unroll)
+        row["step_unrolled_tokens_per_s"] = _time_generator(genk, new_tokens, device)
+        row["unroll"] = unroll
+        del gen0, genk
         seq = torch.cat([ctx, first[:, None]], 1)
         n_conv = 8 if L <= 4096 else 4  # host-bound at short contexts: enough tokens for a stable median
 
@@ -440,6 +492,8 @@ def bench_generation(device, contexts, n_layers=6, H=256, N=64, vocab=256, new_t
         ms_conv, _ = _time_ms(run_conv, device, warmup=1, reps=5, max_s=20.0)
         row["conv_tokens_per_s"] = n_conv / (ms_conv / 1e3)
         row["speedup"] = row["step_tokens_per_s"] / row["conv_tokens_per_s"]
+        row["speedup_unfused"] = row["step_unfused_tokens_per_s"] / row["conv_tokens_per_s"]
+        row["speedup_unrolled"] = row["step_unrolled_tokens_per_s"] / row["conv_tokens_per_s"]
         row["status"] = "ok"
         rows.append(row)
         if progress:
@@ -570,6 +624,12 @@ def plot(result: dict, path: str) -> bool:
     rs = [r for r in rows if r["section"] == "generation" and r.get("status") == "ok"]
     if rs:
         ax[3].loglog([r["context"] for r in rs], [r["step_tokens_per_s"] for r in rs], "o-", label="step mode")
+        if all("step_unfused_tokens_per_s" in r for r in rs):
+            ax[3].loglog([r["context"] for r in rs], [r["step_unfused_tokens_per_s"] for r in rs], "o--",
+                         label="step mode, unfused block")
+        if all("step_unrolled_tokens_per_s" in r for r in rs):
+            ax[3].loglog([r["context"] for r in rs], [r["step_unrolled_tokens_per_s"] for r in rs], "o:",
+                         label=f"step mode, {rs[0].get('unroll')} tokens per graph")
         ax[3].loglog([r["context"] for r in rs], [r["conv_tokens_per_s"] for r in rs], "o-", label="recompute conv")
     ax[3].set(title="generation", xlabel="context", ylabel="tokens/s")
     for a in ax:
@@ -621,5 +681,12 @@ def summary_lines(result: dict) -> list[str]:
             val = (f"step {r['step_tokens_per_s']:.0f} tok/s, conv {r['conv_tokens_per_s']:.1f} tok/s, "
                    f"x{r['speedup']:.1f}, err {r['step_vs_conv_rel_err']:.1e}" if r.get("status") == "ok"
                    else r.get("status"))
+            if r.get("status") == "ok" and "step_unfused_tokens_per_s" in r:
+                val += (f"; unfused step {r['step_unfused_tokens_per_s']:.0f} tok/s (x{r['speedup_unfused']:.1f}), "
+                        f"{r['unroll']} tok/graph {r['step_unrolled_tokens_per_s']:.0f} tok/s "
+                        f"(x{r['speedup_unrolled']:.1f})")
             out.append(f"gen     context={r['context']:<6} {val}")
+            for c in r.get("fused_block_check", []):
+                out.append(f"gen     fused block step {c['mode']:<5} vs unfused ({c['steps']} steps, B={c['batch']}): "
+                           f"y {c['y_rel_err']:.1e}, state {c['state_rel_err']:.1e}, fused={c['fused']}")
     return out

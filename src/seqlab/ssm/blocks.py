@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._block_step import block_step
 from .s4 import S4
 
 __all__ = ["S4Block", "SequenceModel"]
@@ -83,7 +84,13 @@ class S4Block(nn.Module):
         return self.layer.default_state(batch, device=device)
 
     def step(self, x_t: torch.Tensor, state):
-        """x_t (B, H) -> (y_t (B, H), next_state); eval-mode semantics (dropout off)."""
+        """x_t (B, H) -> (y_t (B, H), next_state); eval-mode semantics (dropout off).
+
+        Without autograd, a default block (prenorm, GELU, no FFN) whose S4 layer has the fused Triton
+        step runs as two Triton launches (``_block_step``; ``SEQLAB_S4_BLOCK_FUSED=0`` disables it)."""
+        fused = block_step(self, x_t, state)
+        if fused is not None:
+            return fused
         z = self.norm(x_t) if self.prenorm else x_t
         z, state = self.layer.step(z, state)
         y = x_t + self.out(self.act(z))
