@@ -132,3 +132,14 @@ def test_fallback_with_grad_and_errors(monkeypatch):
             blk.step(x, blk.default_state(3))
     assert spy.hits == 0
     assert not _block_step.block_step_applicable(S4Block(8, d_state=8, prenorm=False))
+
+
+def test_fused_block_step_long_reduction():
+    # channels * H = 528 > 512: the output Linear's reduction takes two K blocks
+    torch.manual_seed(6)
+    blk = S4Block(264, d_state=4, mode="diag", channels=2, kernel_impl="triton").eval()
+    xs = torch.randn(2, 1, 264)
+    s0 = blk.default_state(1)
+    y1, s1 = _run(blk, xs, s0)
+    y0, st0 = _unfused(lambda: _run(blk, xs, s0))
+    assert _rel(y1, y0) < 1e-5 and _rel(s1, st0) < 1e-5
