@@ -469,9 +469,10 @@ def bench_generation(device, contexts, n_layers=6, H=256, N=64, vocab=256, new_t
         gen.next()
         full, _ = model(torch.cat([ctx, first[:, None]], 1))
         row["step_vs_conv_rel_err"] = _rel(gen.logits[0], full[0, -1])
-        row["step_fused_block"] = _block_fused(model.blocks[0])
         gen = _GraphedGenerator(model, state, first, device)
         row["step_tokens_per_s"] = _time_generator(gen, new_tokens, device)
+        # read after stepping: the full forward above may have reset the step cache (NPLR kernel length)
+        row["step_fused_block"] = _block_fused(model.blocks[0])
         row["step_graphed"] = gen.graph is not None
         with _env({"SEQLAB_S4_BLOCK_FUSED": "0"}):
             gen0 = _GraphedGenerator(model, state, first, device)
