@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 
-def _load_target(target: str, input_shape: str):
-    """``model.onnx`` -> CG; ``pkg.module:callable`` -> (module, example input) traced to a CG."""
+def _load_target(target: str, input_shape: str, proxies: bool = False):
+    """``model.onnx`` -> CG; ``pkg.module:callable`` -> (module, example input) traced to a CG (with the
+    data-free NASWOT score when ``proxies``)."""
     import torch
 
     from .graph import ComputationGraph
@@ -28,7 +29,7 @@ def _load_target(target: str, input_shape: str):
         model, x = made
     else:
         model, x = made, torch.zeros(*[int(v) for v in input_shape.split(",")])
-    return ComputationGraph.from_module(model.eval(), x, name=target)
+    return ComputationGraph.from_module(model.eval(), x, name=target, proxies=proxies)
 
 
 def _cmd_predict(args) -> int:
@@ -38,7 +39,7 @@ def _cmd_predict(args) -> int:
     from tqdm import tqdm
 
     bar = tqdm(args.targets, desc="tracing", disable=len(args.targets) < 2)
-    graphs = [_load_target(t, args.input_shape) for t in bar]
+    graphs = [_load_target(t, args.input_shape, proxies=model.cfg.proxy_weight > 0) for t in bar]
     if args.save_cg:
         graphs[0].save(args.save_cg)
     if args.draw:
@@ -59,6 +60,41 @@ def _cmd_cache(args) -> int:
     return 0
 
 
+def read_proxy_scores(folder, family: str, data_folder=None):
+    """``<folder>/<family>_proxies.csv`` (columns ``id``, ``naswot``; results/nape_run5/measure.py) ->
+    (indices into the family's ids int ``(n,)``, NASWOT scores float ``(n,)``)."""
+    import csv
+
+    import numpy as np
+
+    from . import data
+
+    path = Path(folder) / f"{family}_proxies.csv"
+    if not path.exists():
+        raise ValueError(f"no proxy scores for {family}: {path} missing")
+    ids = data.load_family(family, data_folder).ids
+    pos = {a: i for i, a in enumerate(ids)}
+    with open(path) as f:
+        rows = [r for r in csv.DictReader(f) if r["id"] in pos]
+    return np.array([pos[r["id"]] for r in rows], dtype=np.int64), np.array([float(r["naswot"]) for r in rows])
+
+
+def training_proxy_scores(folder, names, data_folder=None) -> dict:
+    """``{family: NASWOT scores}`` of the training networks that have one (NB-101: its consistent cells
+    only, as :func:`seqlab.nape.data.training_families` trains on them), for :meth:`GENNAPE.set_proxy`."""
+    from . import data
+
+    out = {}
+    for n in names:
+        idx, sc = read_proxy_scores(folder, n, data_folder)
+        if n == "nb101":
+            fam = data.load_family(n, data_folder)
+            keep = data.nb101_consistent(fam, data.family_graphs(fam, progress=False))[idx]
+            sc = sc[keep]
+        out[n] = sc
+    return out
+
+
 def _cmd_train(args) -> int:
     from . import data
     from .predictor import GENNAPE, PRETRAINED, select_beta
@@ -74,6 +110,11 @@ def _cmd_train(args) -> int:
         beta = float(args.beta)
     model = GENNAPE(device=args.device, beta=beta, **cfg)
     model.fit(fams, seed=args.seed)
+    if args.proxy_weight > 0:
+        scores = training_proxy_scores(args.proxy_scores, list(fams), args.data)
+        model.set_proxy(scores, args.proxy_weight)
+        print(f"proxy: w = {args.proxy_weight}, ref {model.proxy_ref:.2f}, scale {model.proxy_scale:.2f} "
+              f"({', '.join(f'{n}: {len(v)}' for n, v in scores.items())} scored networks)")
     out = Path(args.out or PRETRAINED)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
@@ -92,7 +133,12 @@ def _cmd_eval(args) -> int:
     for name in tqdm(args.families.split(","), desc="families"):
         fam = data.load_family(name, args.data)
         gs = data.family_graphs(fam)
-        m = all_metrics(model.predict(gs), fam.acc)
+        acc = fam.acc
+        if args.proxy_scores:  # only the networks with a stored NASWOT score, with the score attached
+            idx, sc = read_proxy_scores(args.proxy_scores, name, args.data)
+            gs, acc = gs.select(idx), acc[idx]
+            gs.proxy = sc
+        m = all_metrics(model.predict(gs), acc)
         tqdm.write(f"{name:6s} n={m['n']:5d} SRCC {m['srcc']:.3f}  Kendall {m['kendall']:.3f}  "
                    f"NDCG@10 {m['ndcg10']:.3f}  MAE {m['mae']:.2f}")
     return 0
@@ -134,12 +180,18 @@ def register(sub) -> None:
                    help="Gaussianised within-family rank targets (default; chosen by inner leave-one-family-out)")
     t.add_argument("--struct-features", action=argparse.BooleanOptionalAction, default=False,
                    help="append structural graph features (op-group fractions, path depths/counts, widths)")
+    t.add_argument("--proxy-weight", type=float, default=0.0,
+                   help="mixing weight of the data-free NASWOT score (0 = off; results/nape_run5)")
+    t.add_argument("--proxy-scores", default="results/nape_run5",
+                   help="folder of <family>_proxies.csv NASWOT scores (for the proxy's standardisation constants)")
     t.set_defaults(func=_cmd_train)
 
     e = nsub.add_parser("eval", help="score a predictor on the labelled families")
     e.add_argument("--model", default=None)
     e.add_argument("--families", default=fams)
     e.add_argument("--data", default=None)
+    e.add_argument("--proxy-scores", default=None,
+                   help="folder of <family>_proxies.csv: score only those networks, with their NASWOT score")
     e.set_defaults(func=_cmd_eval)
 
     p.set_defaults(func=lambda a: (p.print_help(), 0)[1])

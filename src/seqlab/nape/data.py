@@ -187,7 +187,8 @@ class GraphSet:
     ``x``: float32 ``(sum N_i, F)`` node features; ``offsets``: int64 ``(G+1,)`` node offsets;
     ``edges``: int64 ``(2, sum E_i)`` local (per-graph) indices; ``eoff``: int64 ``(G+1,)``;
     ``g``: float32 ``(G, len(GRAPH_FEATURES))``; ``sig``: float32 ``(G, 16)`` Laplacian signatures;
-    ``flops``/``params``: float64 ``(G,)`` counted on the CG.
+    ``flops``/``params``: float64 ``(G,)`` counted on the CG; ``proxy``: float64 ``(G,)`` data-free NASWOT
+    score of each network (``ComputationGraph.proxies["naswot"]``), NaN where a graph has none, or ``None``.
     """
 
     x: np.ndarray
@@ -198,6 +199,7 @@ class GraphSet:
     sig: np.ndarray
     flops: np.ndarray
     params: np.ndarray
+    proxy: np.ndarray | None = None
     _struct: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -223,6 +225,8 @@ class GraphSet:
             sig=np.stack([cg.laplacian_signature() for cg in graphs]).astype(np.float32),
             flops=np.array([cg.flops() for cg in graphs]),
             params=np.array([float(cg.params()) for cg in graphs]),
+            proxy=(np.array([float(cg.proxies.get("naswot", np.nan)) for cg in graphs])
+                   if any("naswot" in cg.proxies for cg in graphs) else None),
         )
 
     def select(self, idx) -> GraphSet:
@@ -236,6 +240,7 @@ class GraphSet:
             edges=np.concatenate(es, axis=1) if es else self.edges[:, :0],
             eoff=np.concatenate([[0], np.cumsum([e.shape[1] for e in es])]).astype(np.int64),
             g=self.g[idx], sig=self.sig[idx], flops=self.flops[idx], params=self.params[idx],
+            proxy=None if self.proxy is None else self.proxy[idx],
             _struct=None if self._struct is None else self._struct[idx],
         )
 
@@ -250,20 +255,24 @@ class GraphSet:
         return GraphSet(xs, np.array(offs, dtype=np.int64), np.concatenate([s.edges for s in sets], 1),
                         np.array(eoffs, dtype=np.int64), np.concatenate([s.g for s in sets]),
                         np.concatenate([s.sig for s in sets]), np.concatenate([s.flops for s in sets]),
-                        np.concatenate([s.params for s in sets]))
+                        np.concatenate([s.params for s in sets]),
+                        proxy=(np.concatenate([s.proxy if s.proxy is not None else np.full(len(s), np.nan)
+                                               for s in sets]) if any(s.proxy is not None for s in sets) else None))
 
     def save(self, path: Path) -> None:
         # float16 node features: all are in ~[0, 2] and compress well; halves the cache size
         np.savez_compressed(path, x=self.x.astype(np.float16), offsets=self.offsets,
                             edges=self.edges.astype(np.int16 if self.edges.size and self.edges.max() < 32767
                                                     else np.int32),
-                            eoff=self.eoff, g=self.g, sig=self.sig, flops=self.flops, params=self.params)
+                            eoff=self.eoff, g=self.g, sig=self.sig, flops=self.flops, params=self.params,
+                            **({} if self.proxy is None else {"proxy": self.proxy}))
 
     @classmethod
     def load(cls, path: Path) -> GraphSet:
         z = np.load(path)
         return cls(x=z["x"].astype(np.float32), offsets=z["offsets"], edges=z["edges"].astype(np.int64),
-                   eoff=z["eoff"], g=z["g"], sig=z["sig"], flops=z["flops"], params=z["params"])
+                   eoff=z["eoff"], g=z["g"], sig=z["sig"], flops=z["flops"], params=z["params"],
+                   proxy=z["proxy"] if "proxy" in z.files else None)
 
 
 # Structural graph features, derived from a GraphSet's node features and edges (so cached CGs need no

@@ -181,27 +181,51 @@ class ComputationGraph:
         nodes: the ops, in topological order (node 0 is the ``input``; the last is the ``output``).
         edges: ``(src, dst)`` pairs of node indices, ``src < dst``.
         name: free text (family / architecture code).
+        proxies: graph-level zero-cost scores of the traced module at initialisation (``{"naswot": float}``,
+            see :mod:`seqlab.nape.proxies`); empty unless :meth:`from_module` was asked for them. CGs from
+            ONNX files or JSON without them have none, and the predictor then uses the graph alone.
     """
 
     nodes: list[Node] = field(default_factory=list)
     edges: list[tuple[int, int]] = field(default_factory=list)
     name: str = ""
+    proxies: dict[str, float] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_module(cls, model, example_input, name: str = "") -> ComputationGraph:
+    def from_module(cls, model, example_input, name: str = "", proxies: bool | None = None) -> ComputationGraph:
         """Trace ``model(example_input)`` into a CG.
 
         Args:
             model: any ``torch.nn.Module`` (or callable); put it in eval mode first if it matters.
             example_input: a tensor (e.g. float32 ``(1, 3, 32, 32)``), or a tuple of positional inputs.
                 ``meta``-device modules and inputs work and cost no arithmetic.
+            proxies: also compute the data-free NASWOT score of the module (:func:`seqlab.nape.proxies.naswot`,
+                64 seeded Gaussian inputs shaped like ``example_input``; one forward pass at batch 64) and
+                store it in ``cg.proxies["naswot"]``. ``None`` (default): on when the environment variable
+                ``SEQLAB_NAPE_PROXY`` is ``1``, else off (tracing stays one batch-1 pass). Skipped with a
+                warning when the module cannot be scored (meta device, no rectifier activation, ...).
         Returns:
             the CG; ops the tracer does not know are typed ``"other"`` (with a warning).
         """
+        import os
+
         from ._trace import trace_module
 
-        return trace_module(model, example_input, name=name)
+        cg = trace_module(model, example_input, name=name)
+        if proxies is None:
+            proxies = os.environ.get("SEQLAB_NAPE_PROXY", "0") == "1"
+        if proxies:
+            from .proxies import naswot
+
+            try:
+                score = naswot(model, example_input)
+            except ValueError as exc:
+                warnings.warn(f"no NASWOT score for {cg.name}: {exc}", stacklevel=2)
+            else:
+                if math.isfinite(score):
+                    cg.proxies["naswot"] = score
+        return cg
 
     @classmethod
     def from_onnx(cls, path: str | Path, name: str = "") -> ComputationGraph:
@@ -314,6 +338,7 @@ class ComputationGraph:
             nodes=[self.nodes[i] for i in keep],
             edges=[(remap[s], remap[d]) for s, d in self.edges if s in remap and d in remap],
             name=self.name,
+            proxies=dict(self.proxies),
         )
 
     # ------------------------------------------------------------------ features
@@ -445,8 +470,11 @@ class ComputationGraph:
 
     # ------------------------------------------------------------------ IO
     def to_dict(self) -> dict:
-        return {"format": "seqlab-cg/1", "name": self.name, "nodes": [n.to_dict() for n in self.nodes],
-                "edges": [list(e) for e in self.edges]}
+        d = {"format": "seqlab-cg/1", "name": self.name, "nodes": [n.to_dict() for n in self.nodes],
+             "edges": [list(e) for e in self.edges]}
+        if self.proxies:
+            d["proxies"] = {k: float(v) for k, v in self.proxies.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d: Any) -> ComputationGraph:
@@ -465,7 +493,14 @@ class ComputationGraph:
         for s, t in edges:
             if not (0 <= s < len(nodes) and 0 <= t < len(nodes)) or s == t:
                 raise ValueError(f"CG edge ({s}, {t}) out of range for {len(nodes)} nodes")
-        return cls(nodes=nodes, edges=edges, name=str(d.get("name", "")))
+        prox = d.get("proxies", {})
+        if not isinstance(prox, dict):
+            raise ValueError("CG 'proxies' must be a mapping of name -> score")
+        try:
+            prox = {str(k): float(v) for k, v in prox.items()}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"malformed CG proxies: {exc}") from exc
+        return cls(nodes=nodes, edges=edges, name=str(d.get("name", "")), proxies=prox)
 
     def save(self, path: str | Path) -> None:
         """Write the CG as JSON."""

@@ -27,6 +27,13 @@ Pipeline for each ensemble member (one seed):
    (0, 100) by smooth, strictly monotone (hyperbolic) tails beyond [2, 98] %.
 
 Several seeds are averaged (``ensemble``).
+
+6. **Optional data-free proxy** (``proxy_weight`` w > 0, results/nape_run5): a graph whose CG carries the
+   NASWOT score of its module at initialisation (``ComputationGraph.from_module(..., proxies=True)``, see
+   :mod:`seqlab.nape.proxies`) is scored ``(1 - w) * s_gnn + w * (naswot - proxy_ref) / proxy_scale``;
+   ``proxy_ref``/``proxy_scale`` are constants stored in the model (mean of the training families' mean
+   and standard deviation of the score, :meth:`GENNAPE.set_proxy`), so each prediction still depends on
+   its own graph only. Graphs without the score (ONNX, JSON, or traced without ``proxies``) keep ``s_gnn``.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ class Config:
     max_graphs_per_family: int = 4096  # subsample large families per epoch (CPU budget)
     rank_targets: bool = False  # Gaussianised within-family ranks instead of z-scores (see results/nape_run2)
     struct_features: bool = False  # append data.STRUCT_FEATURES to the graph-level features (results/nape_run4)
+    proxy_weight: float = 0.0  # mixing weight w of the standardised data-free NASWOT score (results/nape_run5)
 
 
 # ----------------------------------------------------------------------------- batching
@@ -226,6 +234,8 @@ class GENNAPE:
         self.mu = 90.0  # percent-scale reference (pooled training families)
         self.sd = 3.0
         self.flops_ref = 18.0  # FLOPs-prior centre: mean ln FLOPs of the training families (fixed at fit)
+        self.proxy_ref = 0.0  # NASWOT standardisation constants (set_proxy)
+        self.proxy_scale = 1.0
 
     # -------------------------------------------------------------- inputs
     def _as_graphset(self, items) -> GraphSet:
@@ -238,13 +248,47 @@ class GENNAPE:
             if isinstance(it, ComputationGraph):
                 graphs.append(it)
             elif isinstance(it, (tuple, list)) and len(it) == 2 and isinstance(it[0], nn.Module):
-                graphs.append(ComputationGraph.from_module(it[0], it[1]))
+                graphs.append(ComputationGraph.from_module(it[0], it[1], proxies=self.cfg.proxy_weight > 0))
             else:
                 raise ValueError("predict expects ComputationGraphs or (nn.Module, example_input) pairs, "
                                  f"got {type(it).__name__}")
         if not graphs:
             raise ValueError("nothing to predict")
         return GraphSet.from_graphs(graphs)
+
+    def set_proxy(self, scores: dict[str, np.ndarray], weight: float) -> GENNAPE:
+        """Turn on the data-free proxy term with mixing weight ``weight`` (0 = off, 1 = proxy only).
+
+        Args:
+            scores: training family name -> NASWOT scores float ``(n_f,)`` of some (or all) of its networks
+                (:func:`seqlab.nape.proxies.naswot`); the stored constants are the mean over families of
+                the family mean (``proxy_ref``) and of the family standard deviation (``proxy_scale``).
+            weight: ``w`` in [0, 1]; choose it without the family to be predicted (results/nape_run5).
+        Returns:
+            self.
+        """
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"proxy weight must be in [0, 1], got {weight}")
+        vals = [np.asarray(v, dtype=np.float64) for v in scores.values()]
+        vals = [v[np.isfinite(v)] for v in vals]
+        if weight > 0 and (not vals or any(len(v) < 2 for v in vals)):
+            raise ValueError("set_proxy needs at least 2 finite scores per family")
+        if vals and all(len(v) >= 2 for v in vals):
+            self.proxy_ref = float(np.mean([v.mean() for v in vals]))
+            self.proxy_scale = float(max(np.mean([v.std() for v in vals]), 1e-6))
+        self.cfg.proxy_weight = float(weight)
+        return self
+
+    def _mix_proxy(self, s: np.ndarray, gs: GraphSet) -> np.ndarray:
+        """Per graph: ``(1 - w) * s + w * z_proxy`` where the graph has a finite NASWOT score, else ``s``."""
+        w = self.cfg.proxy_weight
+        if w <= 0 or gs.proxy is None:
+            return s
+        z = (np.asarray(gs.proxy, dtype=np.float64) - self.proxy_ref) / self.proxy_scale
+        has = np.isfinite(z)
+        out = s.copy()
+        out[has] = (1.0 - w) * s[has] + w * z[has]
+        return out
 
     def _standardise(self, acc: np.ndarray) -> np.ndarray:
         """Within-family target: z-score, or (``rank_targets``) the normal quantile of the rank, which
@@ -407,7 +451,8 @@ class GENNAPE:
     def score(self, items, flops_ref: float | None = None, batch_size: int = 256) -> np.ndarray:
         """Standardised score, float64 ``(N,)``: higher = better; ``predict`` maps it to percent.
 
-        Each graph's score depends on that graph alone (``flops_ref``: default the stored constant).
+        Each graph's score depends on that graph alone (``flops_ref``: default the stored constant); with
+        ``proxy_weight > 0`` a graph that carries a NASWOT score gets the proxy term (see module docstring).
         """
         if not self.members:
             raise RuntimeError("GENNAPE is not trained: call fit() or load()")
@@ -422,7 +467,7 @@ class GENNAPE:
                 x, ei, batch, g, _ = b.get(idx)
                 out.append(mem(x, ei, batch, g, len(idx))[0].double().cpu())
             res += torch.cat(out).numpy()
-        return res / len(self.members) + self._flops_prior(gs, flops_ref)
+        return self._mix_proxy(res / len(self.members) + self._flops_prior(gs, flops_ref), gs)
 
     def predict(self, items, batch_size: int = 256) -> np.ndarray:
         """Predicted accuracy in percent, float64 ``(N,)`` clipped to [0, 100].
@@ -441,7 +486,8 @@ class GENNAPE:
         Args:
             graphs: CGs / (module, input) pairs / GraphSet; targets: accuracy in percent, ``(len(graphs),)``.
         Returns:
-            self, with the percent scale set from the samples' mean/std.
+            self, with the percent scale set from the samples' mean/std. The proxy term (``proxy_weight``)
+            is left as it was: fine-tuning with it on has not been measured (results/nape_run5).
         """
         gs = self._as_graphset(graphs)
         y = np.asarray(targets, dtype=np.float64)
@@ -468,7 +514,8 @@ class GENNAPE:
     # -------------------------------------------------------------- persistence
     def state(self) -> dict:
         return {"format": "seqlab-gennape/1", "config": asdict(self.cfg), "mu": self.mu, "sd": self.sd,
-                "flops_ref": self.flops_ref, "members": [
+                "flops_ref": self.flops_ref, "proxy_ref": self.proxy_ref, "proxy_scale": self.proxy_scale,
+                "members": [
                     {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
                      for k, v in m.state_dict().items() if not k.startswith("proj.")}
                     for m in self.members]}
@@ -488,6 +535,9 @@ class GENNAPE:
             raise ValueError(f"{path}: not a GENNAPE checkpoint")
         model = cls(device=device, **st["config"])
         model.mu, model.sd, model.flops_ref = st["mu"], st["sd"], st["flops_ref"]
+        # checkpoints from before run 5 have no proxy constants (and proxy_weight defaults to 0: off)
+        model.proxy_ref = float(st.get("proxy_ref", 0.0))
+        model.proxy_scale = float(st.get("proxy_scale", 1.0))
         for sd in st["members"]:
             mem = _Member(model.cfg)
             missing, unexpected = mem.load_state_dict({k: v.float() if v.is_floating_point() else v

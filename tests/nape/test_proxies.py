@@ -1,0 +1,193 @@
+"""Tests for seqlab.nape.proxies (data-free NASWOT / SynFlow) and the optional proxy term of GENNAPE."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from seqlab.nape import ComputationGraph, proxies, spaces
+from seqlab.nape import data as nd
+
+X = torch.zeros(1, 3, 32, 32)
+
+
+def _cnn(width=8, depth=2, seed=0):
+    torch.manual_seed(seed)
+    layers, c = [], 3
+    for _ in range(depth):
+        layers += [nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+        c = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(20, 64), nn.GELU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 5))
+
+
+def test_naswot_deterministic_finite_and_module_untouched():
+    m = _cnn()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    a = proxies.naswot(m, X, batch=32, seed=3)
+    b = proxies.naswot(m, X, batch=32, seed=3)
+    assert math.isfinite(a) and a == b
+    assert proxies.naswot(m, X, batch=32, seed=4) != a  # another noise batch
+    for k, v in m.state_dict().items():  # BN running stats and weights unchanged (a copy ran)
+        assert torch.equal(v, before[k]), k
+    assert m.training  # mode unchanged
+
+
+def test_naswot_kernel_is_invariant_to_batch_order():
+    """log det K of a permuted batch equals that of the batch (K -> P K P^T)."""
+    m = _cnn(width=6)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 3, 8, 8, generator=g)
+    perm = torch.randperm(16, generator=g)
+
+    def logdet(inp):
+        net = m.__class__(*[layer for layer in m])  # same layers (weights shared)
+        net.train()
+        mode = proxies._CodeKernel(len(inp))
+        with torch.no_grad(), mode:
+            net(inp)
+        return torch.linalg.slogdet(mode.k)[1].item(), mode.k
+
+    l1, k1 = logdet(x)
+    l2, k2 = logdet(x[perm])
+    assert l1 == pytest.approx(l2, rel=1e-9)
+    torch.testing.assert_close(k2, k1[perm][:, perm])
+    assert torch.all(torch.diagonal(k1) == torch.diagonal(k1)[0])  # diagonal = number of units N_A
+
+
+def test_proxies_on_conv_mlp_and_benchmark_networks():
+    for model, x in ((_cnn(), X), (_mlp(), torch.zeros(1, 20)), (spaces.macro("12000021"), X)):
+        s = proxies.compute(model, x, batch=16)
+        assert set(s) == {"naswot", "synflow"} and all(math.isfinite(v) for v in s.values())
+    # functional activations are seen too (no nn.ReLU module)
+    class Fn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 32), nn.Linear(32, 2)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    assert math.isfinite(proxies.naswot(Fn(), torch.zeros(1, 8), batch=8))
+
+
+def test_synflow_matches_a_direct_computation():
+    m = _mlp()
+    net = _mlp().double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+    net(torch.ones(1, 20, dtype=torch.float64)).sum().backward()
+    ref = sum(float((p.detach() * p.grad).abs().sum()) for p in net.parameters())
+    assert proxies.synflow(m, torch.zeros(1, 20)) == pytest.approx(math.log(ref), rel=1e-9)
+
+
+def test_proxy_errors_are_clear_value_errors():
+    m = _cnn()
+    with pytest.raises(ValueError, match="shape"):
+        proxies.naswot(m, torch.zeros(1, 5, 32, 32))  # wrong channel count
+    with pytest.raises(ValueError, match="batch dimension"):
+        proxies.naswot(m, torch.zeros(3))
+    with pytest.raises(ValueError, match="floating point"):
+        proxies.naswot(m, torch.zeros(1, 3, 32, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match="at least 2"):
+        proxies.naswot(m, X, batch=1)
+    with pytest.raises(ValueError, match="rectifier"):
+        proxies.naswot(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 4)), X)
+    with pytest.raises(ValueError, match="shape"):
+        proxies.synflow(m, torch.zeros(1, 5, 32, 32))
+    with pytest.raises(ValueError, match="unknown proxy"):
+        proxies.compute(m, X, names=("zen",))
+
+
+def test_from_module_stores_the_proxy_only_when_asked(tmp_path, monkeypatch):
+    m = spaces.macro("10000000").eval()
+    monkeypatch.delenv("SEQLAB_NAPE_PROXY", raising=False)
+    assert ComputationGraph.from_module(m, X).proxies == {}
+    cg = ComputationGraph.from_module(m, X, proxies=True)
+    assert cg.proxies["naswot"] == pytest.approx(proxies.naswot(m, X))
+    monkeypatch.setenv("SEQLAB_NAPE_PROXY", "1")
+    assert "naswot" in ComputationGraph.from_module(m, X).proxies
+    cg.save(tmp_path / "cg.json")
+    assert ComputationGraph.load(tmp_path / "cg.json").proxies == cg.proxies
+    d = cg.to_dict()
+    d["proxies"] = {"naswot": "high"}
+    (tmp_path / "bad.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="proxies"):
+        ComputationGraph.load(tmp_path / "bad.json")
+    # a module the proxy cannot score still traces (warning, no attribute)
+    with pytest.warns(UserWarning, match="NASWOT"):
+        cg2 = ComputationGraph.from_module(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), torch.zeros(1, 12),
+                                           proxies=True)
+    assert cg2.proxies == {}
+    gs = nd.GraphSet.from_graphs([cg, cg2])
+    assert gs.proxy[0] == cg.proxies["naswot"] and np.isnan(gs.proxy[1])
+    assert np.isnan(gs.select([1]).proxy[0]) and nd.GraphSet.concat([gs, gs.select([0])]).proxy.shape == (3,)
+
+
+def _family(n, seed, widths):
+    rng = np.random.default_rng(seed)
+    graphs, acc = [], []
+    for _ in range(n):
+        depth, w = int(rng.integers(1, 4)), int(rng.choice(widths))
+        m = _cnn(w, depth, seed=int(rng.integers(1 << 30))).eval()
+        graphs.append(ComputationGraph.from_module(m, torch.zeros(1, 3, 8, 8), proxies=True))
+        acc.append(60 + 6 * depth + 0.2 * w + rng.normal(0, 0.5))
+    return graphs, np.array(acc)
+
+
+def test_gennape_proxy_term_is_batch_independent_and_checkpoint_compatible(tmp_path):
+    pytest.importorskip("torch_geometric")
+    from seqlab.nape import GENNAPE
+
+    torch.manual_seed(0)
+    ga, ya = _family(24, 0, [4, 8, 16])
+    gb, _ = _family(10, 1, [6, 12])
+    gs_a = nd.GraphSet.from_graphs(ga)
+    model = GENNAPE(device="cpu", ensemble=1, epochs=2, pretrain_epochs=1, batch_size=16, hidden=16, layers=1,
+                    clusters=2).fit({"a": (gs_a, ya)}, progress=False)
+    base = model.predict(gb)
+    model.save(tmp_path / "old.pt")  # proxy off: loads with the defaults
+    old = GENNAPE.load(tmp_path / "old.pt", device="cpu")
+    assert old.cfg.proxy_weight == 0.0 and (old.proxy_ref, old.proxy_scale) == (0.0, 1.0)
+    # a checkpoint written before the proxy fields existed still loads, with the proxy off
+    st = torch.load(tmp_path / "old.pt", weights_only=True)
+    st.pop("proxy_ref"), st.pop("proxy_scale"), st["config"].pop("proxy_weight")
+    torch.save(st, tmp_path / "older.pt")
+    older = GENNAPE.load(tmp_path / "older.pt", device="cpu")
+    np.testing.assert_allclose(older.predict(gb), old.predict(gb))
+
+    model.set_proxy({"a": gs_a.proxy}, 0.5)
+    with_proxy = model.predict(gb)
+    assert not np.allclose(with_proxy, base)
+    alone = np.array([model.predict([g])[0] for g in gb])
+    np.testing.assert_allclose(with_proxy, alone, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(model.predict(gb[::-1]), with_proxy[::-1], rtol=0, atol=1e-4)
+    # graphs without the score fall back to the GNN, without changing the others
+    bare = [ComputationGraph(nodes=g.nodes, edges=g.edges, name=g.name) for g in gb[:3]]
+    mixed = model.predict(bare + gb[3:])
+    np.testing.assert_allclose(mixed[:3], base[:3], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(mixed[3:], with_proxy[3:], rtol=0, atol=1e-4)
+    # w = 1: the ranking is the proxy's; (module, input) pairs get the score computed on the fly
+    model.set_proxy({"a": gs_a.proxy}, 1.0)
+    p1 = model.predict(gb)
+    assert np.array_equal(np.argsort(p1), np.argsort([g.proxies["naswot"] for g in gb]))
+    m = _cnn(8, 2, seed=5).eval()
+    x = torch.zeros(1, 3, 8, 8)
+    assert model.predict([(m, x)])[0] == pytest.approx(
+        model.predict([ComputationGraph.from_module(m, x, proxies=True)])[0])
+    model.save(tmp_path / "new.pt")
+    new = GENNAPE.load(tmp_path / "new.pt", device="cpu")
+    assert new.cfg.proxy_weight == 1.0 and new.proxy_scale == pytest.approx(model.proxy_scale)
+    np.testing.assert_allclose(new.predict(gb), p1, atol=0.2)
+    with pytest.raises(ValueError):
+        model.set_proxy({"a": gs_a.proxy}, 1.5)
