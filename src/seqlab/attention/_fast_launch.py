@@ -23,6 +23,9 @@ _VERIFIED = ("3.6",)
 _enabled = (os.environ.get("SEQLAB_FAST_LAUNCH", "1") == "1"
             and ".".join(triton.__version__.split(".")[:2]) in _VERIFIED)
 _cache: dict = {}
+# Exact integer values are part of the key (seqlens, strides), so e.g. varlen training with a new
+# max_seqlen every step adds an entry per step: bound the table (entries are cheap to rebuild).
+_MAX_ENTRIES = 4096
 stats = {"direct": 0, "triton": 0}  # launches taken by each path (diagnostics)
 _runtime = None  # (get_current_stream, knobs.runtime), resolved on first use
 
@@ -83,4 +86,6 @@ def launch(fn, grid, args, consts, device_index: int) -> None:
     ck = fn[grid](*args, **consts)
     names = fn.arg_names[len(args):]
     if _enabled and hasattr(ck, "packed_metadata") and hasattr(ck, "function") and all(n in consts for n in names):
+        if len(_cache) >= _MAX_ENTRIES:
+            _cache.clear()
         _cache[key] = (ck, tuple(consts[n] for n in names))
