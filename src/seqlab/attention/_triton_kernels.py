@@ -187,9 +187,11 @@ def _attn_fwd(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_VARLEN: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, RETURN_P: tl.constexpr, MASK_N: tl.constexpr, UPCAST: tl.constexpr,
-    DOT_PREC: tl.constexpr,
+    DOT_PREC: tl.constexpr, REV_M: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
+    if REV_M:  # causal: the last query blocks see the most keys; start them first so the tail is short
+        pid_m = tl.num_programs(0) - 1 - pid_m
     b = tl.program_id(1)
     h = tl.program_id(2)
     hk = h // group
@@ -326,6 +328,7 @@ def _attn_bwd_dkdv(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_VARLEN: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, MASK_N: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr,
+    REV_M: tl.constexpr,  # unused here: under causal masking key block 0 has the most work and already starts first
 ):
     pid_n = tl.program_id(0)
     b = tl.program_id(1)
@@ -443,8 +446,11 @@ def _attn_bwd_dq(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_VARLEN: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, MASK_N: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr,
+    REV_M: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
+    if REV_M:
+        pid_m = tl.num_programs(0) - 1 - pid_m
     b = tl.program_id(1)
     h = tl.program_id(2)
     hk = h // group

@@ -18,6 +18,9 @@ from ._fast_launch import launch
 
 # Tests may shrink tiles so that small shapes still cover several blocks and ragged edges.
 _INTERPRET_BLOCKS = (32, 32)
+# With a right window (causal), launch query blocks in reverse order, the heaviest first
+# (benchmarks flip this to compare both orders in one run).
+REVERSE_CAUSAL = True
 
 
 def interpreting() -> bool:
@@ -56,6 +59,7 @@ def _flags(q, seqlen_k, cfg_n, wl, wr, alibi, dropout_p, varlen):
         MASK_N=varlen or (seqlen_k % cfg_n != 0),
         UPCAST=interpreting() and q.dtype != torch.float32,
         DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
+        REV_M=REVERSE_CAUSAL and wr >= 0,
     )
 
 
@@ -68,6 +72,11 @@ def _dims(q, k, cu_q, max_q, max_k):
 
 def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs):
     """Returns out (q's shape and dtype), lse (fp32), probs ((B, H, max_q, max_k) fp32 or empty)."""
+    if q.shape[-1] > 128:  # wide heads: kernels of _triton_wide (not on the debug path returning probs)
+        from . import _triton_wide
+
+        if _triton_wide.applies(q, return_probs):
+            return _triton_wide.wide_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed)
     q, k, v = _rowmajor(q), _rowmajor(k), _rowmajor(v)
     varlen, batch, nheads, nheads_k, d, seqlen_q, seqlen_k = _dims(q, k, cu_q, max_q, max_k)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
@@ -108,6 +117,12 @@ def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_
 
 def triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed):
     """Returns dq, dk, dv with the shapes and dtypes of q, k, v."""
+    if q.shape[-1] > 128:  # wide heads: split dK / dV programs of _triton_wide
+        from . import _triton_wide
+
+        if _triton_wide.applies(q):
+            return _triton_wide.wide_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi,
+                                         dropout_p, seed)
     q, k, v, dout, out = (_rowmajor(t) for t in (q, k, v, dout, out))
     varlen, batch, nheads, nheads_k, d, seqlen_q, seqlen_k = _dims(q, k, cu_q, max_q, max_k)
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
