@@ -1,0 +1,579 @@
+"""Triton attention kernels for wide heads (head dim 129..256), where the FlashAttention-2 kernels of
+``_triton_kernels`` run out of registers.
+
+The dK/dV kernel of ``_triton_kernels`` holds k, v, dk and dv tiles of BLOCK_N x 256 per program, which
+at head dim 256 forces 32-row key tiles (below the 64-row M of Hopper's warpgroup MMA). Here the backward
+splits it in two programs per key block, launched together (``PART == 2``; the grid's first axis
+interleaves them): one accumulates dK (recomputes the scores and dP: 3 matmuls per step), the other dV
+(recomputes the scores: 2 matmuls per step). Each program then holds one BLOCK_N x 256 fp32 accumulator,
+like the forward, so key tiles can be 64 or 128 rows. That is 5 matmuls per (key block, query block)
+instead of 4, paid back by tiles that run the tensor cores at the forward's rate.
+
+The forward and dQ kernels are the ones of ``_triton_kernels`` with ``REVERSE``: under causal or window
+masks the query blocks of one (batch, head) are taken last-first, so the longest programs start first
+and the short ones fill the tail.
+
+Every feature of the standard kernels is supported (causal / sliding window, ALiBi, dropout, varlen, GQA,
+head dims not a power of two, the CPU interpreter); the debug path that returns probabilities stays on
+the standard kernels. fp32 on the GPU stays there too (its IEEE dots need the small tiles anyway).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from ._triton_kernels import (
+    LOG2E,
+    _bias_and_mask,
+    _dq_inner,
+    _dropout_keep,
+    _fwd_inner,
+    _key_blocks,
+    _load_cols,
+    _load_rows,
+    _seq_bounds,
+)
+
+# ``SEQLAB_WIDE=0`` keeps head dims > 128 on the standard kernels (benchmarks compare both).
+ENABLED = os.environ.get("SEQLAB_WIDE", "1") == "1"
+
+# H100 (bf16/fp16) defaults per (kernel, masked, seqlen bucket); the config table (shipped or the user's
+# cache, keys ``wide_fwd|d256|...``) and ``_configs.set_override("wide_dkdv", ...)`` take precedence.
+_DEFAULTS = {
+    "wide_fwd": dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3),
+    "wide_dq": dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2),
+    "wide_dkdv": dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2),
+}
+_TUNED: dict[str, dict] = {}
+
+
+def applies(q: torch.Tensor, return_probs: bool = False) -> bool:
+    """Whether the wide-head kernels take this call."""
+    from ._triton_launch import interpreting
+
+    d = q.shape[-1]
+    return (ENABLED and 128 < d <= 256 and not return_probs
+            and (q.dtype != torch.float32 or interpreting()))
+
+
+def wide_config(kernel: str, q: torch.Tensor, masked: bool, seqlen: int) -> dict:
+    from . import _configs, _triton_launch
+
+    if _triton_launch.interpreting():
+        bm, bn = _triton_launch._INTERPRET_BLOCKS
+        return dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=4, num_stages=1)
+    if kernel in _configs._override:
+        return dict(_configs._override[kernel])
+    dev = _configs.device_key(q.device)
+    entry = _configs._lookup(_configs._table(dev), kernel, q.shape[-1], q.dtype, masked, seqlen)
+    if entry is None:
+        entry = _DEFAULTS[kernel]
+        for bucket in _configs.buckets_by_distance(seqlen):  # the nearest bucket with an entry
+            hit = _TUNED.get(f"{kernel}|{'masked' if masked else 'full'}|n{bucket}")
+            if hit is not None:
+                entry = hit
+                break
+    return dict(entry)
+
+
+@triton.jit
+def _wide_fwd(
+    Q, K, V, O, LSE, SEED, ALIBI, CU_Q, CU_K,
+    stride_qb, stride_qn, stride_qh,
+    stride_kb, stride_kn, stride_kh,
+    stride_vb, stride_vn, stride_vh,
+    stride_ob, stride_on, stride_oh,
+    stride_lb, stride_lh,
+    stride_ab,
+    nheads, group, seqlen_q, seqlen_k,
+    qk_scale, dropout_p, window_left, window_right,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    IS_VARLEN: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, MASK_N: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr,
+    REVERSE: tl.constexpr,
+):
+    if REVERSE:
+        pid_m = tl.num_programs(0) - 1 - tl.program_id(0)
+    else:
+        pid_m = tl.program_id(0)
+    b = tl.program_id(1)
+    h = tl.program_id(2)
+    hk = h // group
+    q_start, q_len = _seq_bounds(CU_Q, b, seqlen_q, IS_VARLEN)
+    k_start, k_len = _seq_bounds(CU_K, b, seqlen_k, IS_VARLEN)
+    m0 = pid_m * BLOCK_M
+    if m0 >= q_len:
+        return
+    diag = k_len - q_len
+    b64 = b.to(tl.int64)
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_ok = offs_m < q_len
+    rows = (q_start + offs_m).to(tl.int64)
+    q = _load_rows(Q + b64 * stride_qb + rows[:, None] * stride_qn + h * stride_qh + offs_d[None, :], m_ok, offs_d,
+                   HEAD_DIM, BLOCK_D, True, UPCAST)
+    k_base = K + b64 * stride_kb + hk * stride_kh
+    v_base = V + b64 * stride_vb + hk * stride_vh
+    slope = 0.0
+    if HAS_ALIBI:
+        slope = tl.load(ALIBI + b * stride_ab + h) * 1.4426950408889634
+    bh = b * nheads + h
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    if HAS_LEFT or HAS_RIGHT or MASK_N:
+        lo, full_lo, full_hi, hi = _key_blocks(m0, k_len, diag, window_left, window_right, BLOCK_M, BLOCK_N,
+                                               HAS_LEFT, HAS_RIGHT)
+        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d,
+                                   k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p,
+                                   full_hi, hi, HEAD_DIM, BLOCK_D, BLOCK_N, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI,
+                                   HAS_DROPOUT, UPCAST, DOT_PREC)
+        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d,
+                                   k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p,
+                                   full_lo, full_hi, HEAD_DIM, BLOCK_D, BLOCK_N, False, HAS_LEFT, HAS_RIGHT,
+                                   HAS_ALIBI, HAS_DROPOUT, UPCAST, DOT_PREC)
+        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d,
+                                   k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p,
+                                   lo, full_lo, HEAD_DIM, BLOCK_D, BLOCK_N, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI,
+                                   HAS_DROPOUT, UPCAST, DOT_PREC)
+    else:
+        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d,
+                                   k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p,
+                                   0, k_len, HEAD_DIM, BLOCK_D, BLOCK_N, False, HAS_LEFT, HAS_RIGHT, HAS_ALIBI,
+                                   HAS_DROPOUT, UPCAST, DOT_PREC)
+
+    l_safe = tl.where(l_i == 0.0, 1.0, l_i)
+    out = acc / l_safe[:, None]
+    if HAS_DROPOUT:
+        out = out * (1.0 / (1.0 - dropout_p))
+    lse2 = tl.where(l_i == 0.0, float("-inf"), m_i + tl.math.log2(l_safe))
+    tl.store(O + b64 * stride_ob + rows[:, None] * stride_on + h * stride_oh + offs_d[None, :],
+             out.to(O.dtype.element_ty), mask=m_ok[:, None] & (offs_d < HEAD_DIM)[None, :])
+    tl.store(LSE + b64 * stride_lb + h * stride_lh + q_start + offs_m, lse2 * 0.6931471805599453, mask=m_ok)
+
+
+@triton.jit
+def _wide_bwd_dq(
+    Q, K, V, DO, LSE, DELTA, DQ, SEED, ALIBI, CU_Q, CU_K, O,
+    stride_qb, stride_qn, stride_qh,
+    stride_kb, stride_kn, stride_kh,
+    stride_vb, stride_vn, stride_vh,
+    stride_dob, stride_don, stride_doh,
+    stride_dqb, stride_dqn, stride_dqh,
+    stride_ob, stride_on, stride_oh,
+    stride_lb, stride_lh,
+    stride_ab,
+    nheads, group, seqlen_q, seqlen_k,
+    qk_scale, sm_scale, dropout_p, window_left, window_right,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    IS_VARLEN: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, MASK_N: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr,
+    REVERSE: tl.constexpr,
+):
+    """dQ of one query block (and delta = rowsum(dO * O) of its rows, stored for the dK/dV kernel)."""
+    if REVERSE:
+        pid_m = tl.num_programs(0) - 1 - tl.program_id(0)
+    else:
+        pid_m = tl.program_id(0)
+    b = tl.program_id(1)
+    h = tl.program_id(2)
+    hk = h // group
+    q_start, q_len = _seq_bounds(CU_Q, b, seqlen_q, IS_VARLEN)
+    k_start, k_len = _seq_bounds(CU_K, b, seqlen_k, IS_VARLEN)
+    m0 = pid_m * BLOCK_M
+    if m0 >= q_len:
+        return
+    diag = k_len - q_len
+    b64 = b.to(tl.int64)
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_ok = offs_m < q_len
+    rows = (q_start + offs_m).to(tl.int64)
+    q = _load_rows(Q + b64 * stride_qb + h * stride_qh + rows[:, None] * stride_qn + offs_d[None, :], m_ok, offs_d,
+                   HEAD_DIM, BLOCK_D, True, UPCAST)
+    do = _load_rows(DO + b64 * stride_dob + h * stride_doh + rows[:, None] * stride_don + offs_d[None, :], m_ok,
+                    offs_d, HEAD_DIM, BLOCK_D, True, UPCAST)
+    lse = tl.load(LSE + b64 * stride_lb + h * stride_lh + q_start + offs_m, mask=m_ok, other=float("inf"))
+    lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
+    o = _load_rows(O + b64 * stride_ob + h * stride_oh + rows[:, None] * stride_on + offs_d[None, :], m_ok, offs_d,
+                   HEAD_DIM, BLOCK_D, True, UPCAST)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
+    tl.store(DELTA + b64 * stride_lb + h * stride_lh + q_start + offs_m, delta, mask=m_ok)
+    k_base = K + b64 * stride_kb + hk * stride_kh
+    v_base = V + b64 * stride_vb + hk * stride_vh
+    slope = 0.0
+    if HAS_ALIBI:
+        slope = tl.load(ALIBI + b * stride_ab + h) * 1.4426950408889634
+    bh = b * nheads + h
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    if HAS_LEFT or HAS_RIGHT or MASK_N:
+        lo, full_lo, full_hi, hi = _key_blocks(m0, k_len, diag, window_left, window_right, BLOCK_M, BLOCK_N,
+                                               HAS_LEFT, HAS_RIGHT)
+        dq = _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d, k_len,
+                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, lo, full_lo,
+                       HEAD_DIM, BLOCK_D, BLOCK_N, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
+                       DOT_PREC)
+        dq = _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d, k_len,
+                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, full_lo, full_hi,
+                       HEAD_DIM, BLOCK_D, BLOCK_N, False, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
+                       DOT_PREC)
+        dq = _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d, k_len,
+                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, full_hi, hi,
+                       HEAD_DIM, BLOCK_D, BLOCK_N, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
+                       DOT_PREC)
+    else:
+        dq = _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d, k_len,
+                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, 0, k_len,
+                       HEAD_DIM, BLOCK_D, BLOCK_N, False, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
+                       DOT_PREC)
+    dq = dq * sm_scale
+    tl.store(DQ + b64 * stride_dqb + h * stride_dqh + rows[:, None] * stride_dqn + offs_d[None, :],
+             dq.to(DQ.dtype.element_ty), mask=m_ok[:, None] & (offs_d < HEAD_DIM)[None, :])
+
+
+@triton.jit
+def _query_blocks(n0, q_len, k_len, diag, window_left, window_right, BLOCK_M: tl.constexpr,
+                  BLOCK_N: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr):
+    """Query range that sees keys [n0, n0 + BLOCK_N): (lo, full_lo, full_hi, hi); blocks in
+    [full_lo, full_hi) see every key of the block (no mask), the edges need the mask."""
+    m_lo = 0
+    m_hi = q_len
+    if HAS_RIGHT:
+        m_lo = (tl.maximum(0, n0 - diag - window_right) // BLOCK_M) * BLOCK_M
+    if HAS_LEFT:
+        m_hi = tl.minimum(q_len, n0 + BLOCK_N + window_left - diag)
+    full_lo = m_lo
+    full_hi = (q_len // BLOCK_M) * BLOCK_M
+    if HAS_RIGHT:
+        full_lo = tl.maximum(m_lo, ((n0 + BLOCK_N - 1 - diag - window_right + BLOCK_M - 1) // BLOCK_M) * BLOCK_M)
+    if HAS_LEFT:
+        full_hi = tl.minimum(full_hi, ((n0 - diag + window_left + 1) // BLOCK_M) * BLOCK_M)
+    if n0 + BLOCK_N > k_len:
+        full_hi = full_lo
+    full_lo = tl.minimum(full_lo, m_hi)
+    full_hi = tl.maximum(tl.minimum(full_hi, m_hi), full_lo)
+    return m_lo, full_lo, full_hi, m_hi
+
+
+@triton.jit
+def _dk_inner(dk, k, v, q_base, do_base, l_base, dl_base, stride_qn, stride_don, q_start, offs_n, offs_d,
+              q_len, k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, lo, hi,
+              HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, MASK: tl.constexpr,
+              HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
+              HAS_DROPOUT: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr):
+    """dK of one key block over query blocks [lo, hi) (transposed scores: keys x queries)."""
+    offs_m0 = tl.arange(0, BLOCK_M)
+    rp_drop = 1.0 / (1.0 - dropout_p)
+    for start_m in range(lo, hi, BLOCK_M):
+        offs_m = start_m + offs_m0
+        m_ok = offs_m < q_len
+        rows = (q_start + offs_m).to(tl.int64)
+        q_t = _load_cols(q_base + rows[None, :] * stride_qn + offs_d[:, None], m_ok, offs_d, HEAD_DIM, BLOCK_D,
+                         MASK, UPCAST)
+        do = _load_rows(do_base + rows[:, None] * stride_don + offs_d[None, :], m_ok, offs_d, HEAD_DIM, BLOCK_D,
+                        MASK, UPCAST)
+        if MASK:
+            lse = tl.load(l_base + offs_m, mask=m_ok, other=float("inf"))
+            delta = tl.load(dl_base + offs_m, mask=m_ok, other=0.0)
+        else:
+            lse = tl.load(l_base + offs_m)
+            delta = tl.load(dl_base + offs_m)
+        lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
+        s_t = tl.dot(k, q_t, input_precision=DOT_PREC) * qk_scale
+        s_t = _bias_and_mask(s_t, offs_m[None, :], offs_n[:, None], k_len, diag, slope, window_left, window_right,
+                             MASK, HAS_LEFT, HAS_RIGHT, HAS_ALIBI)
+        p_t = tl.math.exp2(s_t - lse[None, :])
+        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
+        if HAS_DROPOUT:
+            keep = _dropout_keep(SEED, bh, offs_m[None, :], offs_n[:, None], dropout_p)
+            dp_t = tl.where(keep, dp_t * rp_drop, 0.0)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk += tl.dot(ds_t.to(q_t.dtype), tl.trans(q_t), input_precision=DOT_PREC)
+    return dk
+
+
+@triton.jit
+def _dv_inner(dv, k, q_base, do_base, l_base, stride_qn, stride_don, q_start, offs_n, offs_d,
+              q_len, k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, lo, hi,
+              HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, MASK: tl.constexpr,
+              HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
+              HAS_DROPOUT: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr):
+    """dV of one key block over query blocks [lo, hi): dV += P^T dO (dropout-masked and rescaled P)."""
+    offs_m0 = tl.arange(0, BLOCK_M)
+    rp_drop = 1.0 / (1.0 - dropout_p)
+    for start_m in range(lo, hi, BLOCK_M):
+        offs_m = start_m + offs_m0
+        m_ok = offs_m < q_len
+        rows = (q_start + offs_m).to(tl.int64)
+        q_t = _load_cols(q_base + rows[None, :] * stride_qn + offs_d[:, None], m_ok, offs_d, HEAD_DIM, BLOCK_D,
+                         MASK, UPCAST)
+        do = _load_rows(do_base + rows[:, None] * stride_don + offs_d[None, :], m_ok, offs_d, HEAD_DIM, BLOCK_D,
+                        MASK, UPCAST)
+        if MASK:
+            lse = tl.load(l_base + offs_m, mask=m_ok, other=float("inf"))
+        else:
+            lse = tl.load(l_base + offs_m)
+        lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
+        s_t = tl.dot(k, q_t, input_precision=DOT_PREC) * qk_scale
+        s_t = _bias_and_mask(s_t, offs_m[None, :], offs_n[:, None], k_len, diag, slope, window_left, window_right,
+                             MASK, HAS_LEFT, HAS_RIGHT, HAS_ALIBI)
+        p_t = tl.math.exp2(s_t - lse[None, :])
+        if HAS_DROPOUT:
+            keep = _dropout_keep(SEED, bh, offs_m[None, :], offs_n[:, None], dropout_p)
+            p_t = tl.where(keep, p_t * rp_drop, 0.0)
+        dv += tl.dot(p_t.to(do.dtype), do, input_precision=DOT_PREC)
+    return dv
+
+
+@triton.jit
+def _dk_block(Q, K, V, DO, LSE, DELTA, DK, SEED, ALIBI, q_start, k_start, q_len, k_len, b, hk, n0,
+              stride_qb, stride_qn, stride_qh, stride_kb, stride_kn, stride_kh, stride_vb, stride_vn, stride_vh,
+              stride_dob, stride_don, stride_doh, stride_dkb, stride_dkn, stride_dkh, stride_lb, stride_lh,
+              stride_ab, nheads, group, qk_scale, sm_scale, dropout_p, window_left, window_right,
+              HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
+              HAS_DROPOUT: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr):
+    diag = k_len - q_len
+    b64 = b.to(tl.int64)
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    n_ok = offs_n < k_len
+    cols = (k_start + offs_n).to(tl.int64)
+    k = _load_rows(K + b64 * stride_kb + hk * stride_kh + cols[:, None] * stride_kn + offs_d[None, :], n_ok, offs_d,
+                   HEAD_DIM, BLOCK_D, True, UPCAST)
+    v = _load_rows(V + b64 * stride_vb + hk * stride_vh + cols[:, None] * stride_vn + offs_d[None, :], n_ok, offs_d,
+                   HEAD_DIM, BLOCK_D, True, UPCAST)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    m_lo, full_lo, full_hi, m_hi = _query_blocks(n0, q_len, k_len, diag, window_left, window_right, BLOCK_M,
+                                                 BLOCK_N, HAS_LEFT, HAS_RIGHT)
+    for g in range(0, group):
+        h = hk * group + g
+        slope = 0.0
+        if HAS_ALIBI:
+            slope = tl.load(ALIBI + b * stride_ab + h) * 1.4426950408889634
+        bh = b * nheads + h
+        q_base = Q + b64 * stride_qb + h * stride_qh
+        do_base = DO + b64 * stride_dob + h * stride_doh
+        l_base = LSE + b64 * stride_lb + h * stride_lh + q_start
+        dl_base = DELTA + b64 * stride_lb + h * stride_lh + q_start
+        dk = _dk_inner(dk, k, v, q_base, do_base, l_base, dl_base, stride_qn, stride_don, q_start, offs_n, offs_d,
+                       q_len, k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, m_lo,
+                       full_lo, HEAD_DIM, BLOCK_D, BLOCK_M, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT,
+                       UPCAST, DOT_PREC)
+        dk = _dk_inner(dk, k, v, q_base, do_base, l_base, dl_base, stride_qn, stride_don, q_start, offs_n, offs_d,
+                       q_len, k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, full_lo,
+                       full_hi, HEAD_DIM, BLOCK_D, BLOCK_M, False, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT,
+                       UPCAST, DOT_PREC)
+        dk = _dk_inner(dk, k, v, q_base, do_base, l_base, dl_base, stride_qn, stride_don, q_start, offs_n, offs_d,
+                       q_len, k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, full_hi,
+                       m_hi, HEAD_DIM, BLOCK_D, BLOCK_M, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT,
+                       UPCAST, DOT_PREC)
+    dk = dk * sm_scale
+    tl.store(DK + b64 * stride_dkb + hk * stride_dkh + cols[:, None] * stride_dkn + offs_d[None, :],
+             dk.to(DK.dtype.element_ty), mask=n_ok[:, None] & (offs_d < HEAD_DIM)[None, :])
+
+
+@triton.jit
+def _dv_block(Q, K, DO, LSE, DV, SEED, ALIBI, q_start, k_start, q_len, k_len, b, hk, n0,
+              stride_qb, stride_qn, stride_qh, stride_kb, stride_kn, stride_kh,
+              stride_dob, stride_don, stride_doh, stride_dvb, stride_dvn, stride_dvh, stride_lb, stride_lh,
+              stride_ab, nheads, group, qk_scale, dropout_p, window_left, window_right,
+              HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
+              HAS_DROPOUT: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr):
+    diag = k_len - q_len
+    b64 = b.to(tl.int64)
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    n_ok = offs_n < k_len
+    cols = (k_start + offs_n).to(tl.int64)
+    k = _load_rows(K + b64 * stride_kb + hk * stride_kh + cols[:, None] * stride_kn + offs_d[None, :], n_ok, offs_d,
+                   HEAD_DIM, BLOCK_D, True, UPCAST)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    m_lo, full_lo, full_hi, m_hi = _query_blocks(n0, q_len, k_len, diag, window_left, window_right, BLOCK_M,
+                                                 BLOCK_N, HAS_LEFT, HAS_RIGHT)
+    for g in range(0, group):
+        h = hk * group + g
+        slope = 0.0
+        if HAS_ALIBI:
+            slope = tl.load(ALIBI + b * stride_ab + h) * 1.4426950408889634
+        bh = b * nheads + h
+        q_base = Q + b64 * stride_qb + h * stride_qh
+        do_base = DO + b64 * stride_dob + h * stride_doh
+        l_base = LSE + b64 * stride_lb + h * stride_lh + q_start
+        dv = _dv_inner(dv, k, q_base, do_base, l_base, stride_qn, stride_don, q_start, offs_n, offs_d, q_len, k_len,
+                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, m_lo, full_lo,
+                       HEAD_DIM, BLOCK_D, BLOCK_M, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
+                       DOT_PREC)
+        dv = _dv_inner(dv, k, q_base, do_base, l_base, stride_qn, stride_don, q_start, offs_n, offs_d, q_len, k_len,
+                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, full_lo, full_hi,
+                       HEAD_DIM, BLOCK_D, BLOCK_M, False, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
+                       DOT_PREC)
+        dv = _dv_inner(dv, k, q_base, do_base, l_base, stride_qn, stride_don, q_start, offs_n, offs_d, q_len, k_len,
+                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, full_hi, m_hi,
+                       HEAD_DIM, BLOCK_D, BLOCK_M, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
+                       DOT_PREC)
+    tl.store(DV + b64 * stride_dvb + hk * stride_dvh + cols[:, None] * stride_dvn + offs_d[None, :],
+             dv.to(DV.dtype.element_ty), mask=n_ok[:, None] & (offs_d < HEAD_DIM)[None, :])
+
+
+@triton.jit
+def _wide_bwd_dkdv(
+    Q, K, V, DO, LSE, DELTA, DK, DV, SEED, ALIBI, CU_Q, CU_K,
+    stride_qb, stride_qn, stride_qh,
+    stride_kb, stride_kn, stride_kh,
+    stride_vb, stride_vn, stride_vh,
+    stride_dob, stride_don, stride_doh,
+    stride_dkb, stride_dkn, stride_dkh,
+    stride_dvb, stride_dvn, stride_dvh,
+    stride_lb, stride_lh,
+    stride_ab,
+    nheads, group, seqlen_q, seqlen_k,
+    qk_scale, sm_scale, dropout_p, window_left, window_right,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    IS_VARLEN: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, MASK_N: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr,
+    PART: tl.constexpr,
+):
+    """dK (PART 0), dV (PART 1) or both (PART 2: grid axis 0 is twice the key blocks, even programs dK,
+    odd programs dV of the same key block) of one key block x batch x kv head."""
+    pid = tl.program_id(0)
+    b = tl.program_id(1)
+    hk = tl.program_id(2)
+    if PART == 2:
+        pid_n = pid // 2
+        part = pid % 2
+    else:
+        pid_n = pid
+        part = PART
+    q_start, q_len = _seq_bounds(CU_Q, b, seqlen_q, IS_VARLEN)
+    k_start, k_len = _seq_bounds(CU_K, b, seqlen_k, IS_VARLEN)
+    n0 = pid_n * BLOCK_N
+    if n0 >= k_len:
+        return
+    if part == 0:
+        _dk_block(Q, K, V, DO, LSE, DELTA, DK, SEED, ALIBI, q_start, k_start, q_len, k_len, b, hk, n0,
+                  stride_qb, stride_qn, stride_qh, stride_kb, stride_kn, stride_kh, stride_vb, stride_vn, stride_vh,
+                  stride_dob, stride_don, stride_doh, stride_dkb, stride_dkn, stride_dkh, stride_lb, stride_lh,
+                  stride_ab, nheads, group, qk_scale, sm_scale, dropout_p, window_left, window_right,
+                  HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
+                  DOT_PREC)
+    else:
+        _dv_block(Q, K, DO, LSE, DV, SEED, ALIBI, q_start, k_start, q_len, k_len, b, hk, n0,
+                  stride_qb, stride_qn, stride_qh, stride_kb, stride_kn, stride_kh,
+                  stride_dob, stride_don, stride_doh, stride_dvb, stride_dvn, stride_dvh, stride_lb, stride_lh,
+                  stride_ab, nheads, group, qk_scale, dropout_p, window_left, window_right,
+                  HEAD_DIM, BLOCK_D, BLOCK_M, BLOCK_N, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
+                  DOT_PREC)
+
+
+def _wflags(q, seqlen_k, cfg_n, wl, wr, alibi, dropout_p, varlen):
+    from ._triton_launch import interpreting
+
+    return dict(
+        IS_VARLEN=varlen,
+        HAS_LEFT=wl >= 0,
+        HAS_RIGHT=wr >= 0,
+        HAS_ALIBI=alibi is not None,
+        HAS_DROPOUT=dropout_p > 0.0,
+        MASK_N=varlen or (seqlen_k % cfg_n != 0),
+        UPCAST=interpreting() and q.dtype != torch.float32,
+        DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
+    )
+
+
+def _split(cfg: dict) -> tuple[int, int, dict]:
+    cfg = dict(cfg)
+    return cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg
+
+
+def wide_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, cfg=None, reverse=None):
+    """Forward for head dims 129..256; same contract as ``_triton_launch.triton_fwd`` without probabilities."""
+    from ._fast_launch import launch
+    from ._triton_launch import _block_d, _dims, _rowmajor, _strides3
+
+    q, k, v = _rowmajor(q), _rowmajor(k), _rowmajor(v)
+    varlen, batch, nheads, nheads_k, d, seqlen_q, seqlen_k = _dims(q, k, cu_q, max_q, max_k)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    if varlen:
+        lse = torch.empty(nheads, q.shape[0], dtype=torch.float32, device=q.device)
+        slb, slh = 0, lse.stride(0)
+    else:
+        lse = torch.empty(batch, nheads, seqlen_q, dtype=torch.float32, device=q.device)
+        slb, slh = lse.stride(0), lse.stride(1)
+    probs = torch.empty(0, dtype=torch.float32, device=q.device)
+    if out.numel() == 0 or seqlen_q == 0:
+        return out, lse.fill_(float("-inf")), probs
+    masked = wl >= 0 or wr >= 0
+    bm, bn, opts = _split(cfg or wide_config("wide_fwd", q, masked, max(seqlen_q, seqlen_k)))
+    if reverse is None:
+        reverse = masked
+    dummy = lse
+    args = (
+        q, k, v, out, lse, seed if seed is not None else dummy,
+        alibi if alibi is not None else dummy,
+        cu_q if varlen else dummy, cu_k if varlen else dummy,
+        *_strides3(q, varlen), *_strides3(k, varlen), *_strides3(v, varlen), *_strides3(out, varlen),
+        slb, slh,
+        alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0,
+        nheads, nheads // nheads_k, seqlen_q, seqlen_k,
+        scale * LOG2E, dropout_p, wl, wr,
+    )
+    consts = dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn, REVERSE=bool(reverse),
+                  **_wflags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **opts)
+    launch(_wide_fwd, (triton.cdiv(seqlen_q, bm), batch, nheads), args, consts, q.get_device())
+    return out, lse, probs
+
+
+def wide_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed,
+             cfg_q=None, cfg_kv=None, reverse=None, fused_dkdv=True):
+    """Backward for head dims 129..256; same contract as ``_triton_launch.triton_bwd``. The dQ kernel runs
+    first (it stores delta), then one launch of dK and dV programs (two launches if not ``fused_dkdv``)."""
+    from ._fast_launch import launch
+    from ._triton_launch import _block_d, _dims, _rowmajor, _strides3
+
+    q, k, v, dout, out = (_rowmajor(t) for t in (q, k, v, dout, out))
+    varlen, batch, nheads, nheads_k, d, seqlen_q, seqlen_k = _dims(q, k, cu_q, max_q, max_k)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    if q.numel() == 0 or k.numel() == 0:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    lse = lse.contiguous()
+    delta = torch.empty(lse.shape, dtype=torch.float32, device=q.device)
+    slb, slh = (0, delta.stride(0)) if varlen else (delta.stride(0), delta.stride(1))
+    masked = wl >= 0 or wr >= 0
+    longest = max(seqlen_q, seqlen_k)
+    if reverse is None:
+        reverse = masked
+    dummy = delta
+    common = (seed if seed is not None else dummy, alibi if alibi is not None else dummy,
+              cu_q if varlen else dummy, cu_k if varlen else dummy)
+    strides_in = (*_strides3(q, varlen), *_strides3(k, varlen), *_strides3(v, varlen), *_strides3(dout, varlen))
+    sab = alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0
+    scalars = (nheads, nheads // nheads_k, seqlen_q, seqlen_k, scale * LOG2E, scale, dropout_p, wl, wr)
+    dev = q.get_device()
+
+    bm, bn, opts = _split(cfg_q or wide_config("wide_dq", q, masked, longest))
+    launch(_wide_bwd_dq, (triton.cdiv(seqlen_q, bm), batch, nheads),
+           (q, k, v, dout, lse, delta, dq, *common, out,
+            *strides_in, *_strides3(dq, varlen), *_strides3(out, varlen), slb, slh, sab, *scalars),
+           dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn, REVERSE=bool(reverse),
+                **_wflags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **opts), dev)
+    bm, bn, opts = _split(cfg_kv or wide_config("wide_dkdv", q, masked, longest))
+    nblk = triton.cdiv(seqlen_k, bn)
+    args = (q, k, v, dout, lse, delta, dk, dv, *common,
+            *strides_in, *_strides3(dk, varlen), *_strides3(dv, varlen), slb, slh, sab, *scalars)
+    consts = dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
+                  **_wflags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **opts)
+    if fused_dkdv:
+        launch(_wide_bwd_dkdv, (2 * nblk, batch, nheads_k), args, dict(consts, PART=2), dev)
+    else:
+        launch(_wide_bwd_dkdv, (nblk, batch, nheads_k), args, dict(consts, PART=0), dev)
+        launch(_wide_bwd_dkdv, (nblk, batch, nheads_k), args, dict(consts, PART=1), dev)
+    return dq, dk, dv
