@@ -23,6 +23,7 @@ for NB-101's 128-channel networks); :func:`synflow` is one forward + backward at
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -47,7 +48,7 @@ class _CodeKernel(TorchFunctionMode):
     def __init__(self, batch: int):
         super().__init__()
         self.batch = batch
-        self.k = torch.zeros(batch, batch, dtype=torch.float64)
+        self.k = None  # float64 (B, B), on the activations' device (one transfer at the end, not per layer)
         self.units = 0
         self.calls = 0
 
@@ -59,8 +60,8 @@ class _CodeKernel(TorchFunctionMode):
             if x.dim() >= 1 and x.shape[0] == self.batch and x.is_floating_point():
                 c = (x.detach().reshape(self.batch, -1) > 0).to(torch.float32)
                 # per-layer counts stay far below float32's exact-integer limit (2^24); sum in float64
-                kk = c @ c.T + (1.0 - c) @ (1.0 - c).T
-                self.k += kk.to(torch.float64).cpu()
+                kk = (c @ c.T + (1.0 - c) @ (1.0 - c).T).to(torch.float64)
+                self.k = kk if self.k is None else self.k + kk
                 self.units += c.shape[1]
                 self.calls += 1
         return func(*args, **kwargs)
@@ -98,6 +99,18 @@ def _run(model: nn.Module, x: torch.Tensor):
                          f"(shaped like the example input): {exc}") from exc
 
 
+@contextlib.contextmanager
+def _full_precision():
+    """Turn TF32 off for the duration (CUDA convs use it by default): the codes are signs of
+    pre-activations, and TF32 rounding flips the ones near zero, so GPU scores would drift from CPU ones."""
+    flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
 def naswot(model: nn.Module, example_input: torch.Tensor, batch: int = 64, seed: int = 0) -> float:
     """NASWOT score ``log|det K|`` on a seeded Gaussian batch (see module docstring).
 
@@ -125,11 +138,11 @@ def naswot(model: nn.Module, example_input: torch.Tensor, batch: int = 64, seed:
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.train()
     mode = _CodeKernel(batch)
-    with torch.no_grad(), mode:
+    with torch.no_grad(), _full_precision(), mode:
         _run(net, x)
     if mode.calls == 0:
         raise ValueError("naswot: the module has no rectifier-like activation (ReLU, GELU, SiLU, ...)")
-    sign, logdet = torch.linalg.slogdet(mode.k)
+    sign, logdet = torch.linalg.slogdet(mode.k.cpu())
     return float(logdet) if float(sign) > 0 else float("-inf")
 
 
@@ -154,10 +167,8 @@ def synflow(model: nn.Module, example_input: torch.Tensor) -> float:
     if not isinstance(out, torch.Tensor):
         raise ValueError(f"synflow needs a tensor output, got {type(out).__name__}")
     out.sum().backward()
-    total = 0.0
-    for p in net.parameters():
-        if p.grad is not None:
-            total += float((p.detach() * p.grad).abs().sum())
+    terms = [(p.detach() * p.grad).abs().sum() for p in net.parameters() if p.grad is not None]
+    total = float(torch.stack(terms).sum()) if terms else 0.0  # one device sync, not one per parameter
     return math.log(total) if total > 0 and math.isfinite(total) else (float("inf") if total > 0 else float("-inf"))
 
 
