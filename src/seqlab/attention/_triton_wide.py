@@ -44,20 +44,59 @@ ENABLED = os.environ.get("SEQLAB_WIDE", "1") == "1"
 # H100 (bf16/fp16) defaults per (kernel, masked, seqlen bucket); the config table (shipped or the user's
 # cache, keys ``wide_fwd|d256|...``) and ``_configs.set_override("wide_dkdv", ...)`` take precedence.
 _DEFAULTS = {
-    "wide_fwd": dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3),
-    "wide_dq": dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2),
-    "wide_dkdv": dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2),
+    "wide_fwd": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_dq": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
+    "wide_dkdv": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
 }
-_TUNED: dict[str, dict] = {}
+_TUNED: dict[str, dict] = {  # results/attention_d256_run1.json (H100, bf16), fastest per cell
+    "wide_dkdv|full|n512": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|full|n1024": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|full|n2048": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|full|n4096": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|full|n8192": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|full|n16384": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|masked|n512": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|masked|n1024": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|masked|n2048": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|masked|n4096": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|masked|n8192": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|masked|n16384": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dq|full|n512": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
+    "wide_dq|full|n1024": dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2),
+    "wide_dq|full|n2048": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=2),
+    "wide_dq|full|n4096": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
+    "wide_dq|full|n8192": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
+    "wide_dq|full|n16384": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=2),
+    "wide_dq|masked|n512": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
+    "wide_dq|masked|n1024": dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=3),
+    "wide_dq|masked|n2048": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
+    "wide_dq|masked|n4096": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
+    "wide_dq|masked|n8192": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
+    "wide_dq|masked|n16384": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
+    "wide_fwd|full|n512": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|full|n1024": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|full|n2048": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|full|n4096": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|full|n8192": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|full|n16384": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|masked|n512": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_fwd|masked|n1024": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|masked|n2048": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|masked|n4096": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|masked|n8192": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|masked|n16384": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+}
 
 
 def applies(q: torch.Tensor, return_probs: bool = False) -> bool:
     """Whether the wide-head kernels take this call."""
-    from ._triton_launch import interpreting
+    if not ENABLED or return_probs or not 128 < q.shape[-1] <= 256:
+        return False
+    if q.dtype == torch.float32:  # IEEE fp32 dots: the standard kernels' small tiles (the interpreter: both)
+        from ._triton_launch import interpreting
 
-    d = q.shape[-1]
-    return (ENABLED and 128 < d <= 256 and not return_probs
-            and (q.dtype != torch.float32 or interpreting()))
+        return interpreting()
+    return True
 
 
 def wide_config(kernel: str, q: torch.Tensor, masked: bool, seqlen: int) -> dict:
@@ -487,18 +526,73 @@ def _wflags(q, seqlen_k, cfg_n, wl, wr, alibi, dropout_p, varlen):
     )
 
 
-def _split(cfg: dict) -> tuple[int, int, dict]:
+# Launch plans (tile sizes and constexprs) per call signature: the config lookup and flag building cost more
+# host time than the launch itself at short lengths. Plans are bypassed while a config override is set.
+_plans: dict = {}
+_MAX_PLANS = 4096
+
+
+def _plan(kernel, q, d, masked, longest, seqlen_k, wl, wr, alibi, dropout_p, varlen, extra):
+    from . import _configs
+
+    key = (kernel, q.dtype, d, q.get_device(), masked, longest, seqlen_k, wl >= 0, wr >= 0, alibi is not None,
+           dropout_p > 0.0, varlen, extra)
+    hit = None if _configs._override else _plans.get(key)
+    if hit is None:
+        from ._triton_launch import _block_d
+
+        cfg = wide_config(kernel, q, masked, longest)
+        bm, bn = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N")
+        consts = dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
+                      **_wflags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg)
+        if kernel == "wide_dkdv":
+            consts["PART"] = 2
+        else:
+            consts["REVERSE"] = bool(extra)
+        hit = (bm, bn, consts)
+        if not _configs._override:
+            if len(_plans) >= _MAX_PLANS:
+                _plans.clear()
+            _plans[key] = hit
+    return hit
+
+
+def set_tuned(table: dict) -> None:
+    """Install tuned defaults (keys ``wide_fwd|full|n1024``...; benchmarks) and drop the cached plans."""
+    _TUNED.update(table)
+    _plans.clear()
+
+
+def _explicit(cfg, d, q, seqlen_k, wl, wr, alibi, dropout_p, varlen, extra):
+    from ._triton_launch import _block_d
+
     cfg = dict(cfg)
-    return cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg
+    bm, bn = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N")
+    consts = dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
+                  **_wflags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg)
+    if extra is None:
+        consts["PART"] = 2
+    else:
+        consts["REVERSE"] = bool(extra)
+    return bm, bn, consts
+
+
+def _strides(t, varlen):
+    s = t.stride()
+    return (0, s[0], s[1]) if varlen else (s[0], s[1], s[2])
 
 
 def wide_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, cfg=None, reverse=None):
-    """Forward for head dims 129..256; same contract as ``_triton_launch.triton_fwd`` without probabilities."""
-    from ._fast_launch import launch
-    from ._triton_launch import _block_d, _dims, _rowmajor, _strides3
-
-    q, k, v = _rowmajor(q), _rowmajor(k), _rowmajor(v)
-    varlen, batch, nheads, nheads_k, d, seqlen_q, seqlen_k = _dims(q, k, cu_q, max_q, max_k)
+    """Forward for head dims 129..256; same contract as ``_triton_launch.triton_fwd`` without probabilities.
+    ``cfg`` / ``reverse`` force the tile config / query order (benchmarks, tests)."""
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    varlen = cu_q is not None
+    if varlen:
+        batch, nheads, nheads_k, seqlen_q, seqlen_k = cu_q.numel() - 1, q.shape[1], k.shape[1], max_q, max_k
+    else:
+        batch, seqlen_q, nheads = q.shape[0], q.shape[1], q.shape[2]
+        nheads_k, seqlen_k = k.shape[2], k.shape[1]
+    d = q.shape[-1]
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     if varlen:
         lse = torch.empty(nheads, q.shape[0], dtype=torch.float32, device=q.device)
@@ -510,35 +604,40 @@ def wide_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p,
     if out.numel() == 0 or seqlen_q == 0:
         return out, lse.fill_(float("-inf")), probs
     masked = wl >= 0 or wr >= 0
-    bm, bn, opts = _split(cfg or wide_config("wide_fwd", q, masked, max(seqlen_q, seqlen_k)))
-    if reverse is None:
-        reverse = masked
+    rev = masked if reverse is None else reverse
+    if cfg is None:
+        bm, bn, consts = _plan("wide_fwd", q, d, masked, max(seqlen_q, seqlen_k), seqlen_k, wl, wr, alibi, dropout_p,
+                               varlen, rev)
+    else:
+        bm, bn, consts = _explicit(cfg, d, q, seqlen_k, wl, wr, alibi, dropout_p, varlen, rev)
     dummy = lse
     args = (
         q, k, v, out, lse, seed if seed is not None else dummy,
         alibi if alibi is not None else dummy,
         cu_q if varlen else dummy, cu_k if varlen else dummy,
-        *_strides3(q, varlen), *_strides3(k, varlen), *_strides3(v, varlen), *_strides3(out, varlen),
+        *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(out, varlen),
         slb, slh,
         alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0,
         nheads, nheads // nheads_k, seqlen_q, seqlen_k,
         scale * LOG2E, dropout_p, wl, wr,
     )
-    consts = dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn, REVERSE=bool(reverse),
-                  **_wflags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **opts)
-    launch(_wide_fwd, (triton.cdiv(seqlen_q, bm), batch, nheads), args, consts, q.get_device())
+    _launch(_wide_fwd, (-(-seqlen_q // bm), batch, nheads), args, consts, q.get_device())
     return out, lse, probs
 
 
 def wide_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed,
              cfg_q=None, cfg_kv=None, reverse=None, fused_dkdv=True):
     """Backward for head dims 129..256; same contract as ``_triton_launch.triton_bwd``. The dQ kernel runs
-    first (it stores delta), then one launch of dK and dV programs (two launches if not ``fused_dkdv``)."""
-    from ._fast_launch import launch
-    from ._triton_launch import _block_d, _dims, _rowmajor, _strides3
-
-    q, k, v, dout, out = (_rowmajor(t) for t in (q, k, v, dout, out))
-    varlen, batch, nheads, nheads_k, d, seqlen_q, seqlen_k = _dims(q, k, cu_q, max_q, max_k)
+    first (it stores delta), then one launch of dK and dV programs (two launches if not ``fused_dkdv``).
+    ``cfg_q`` / ``cfg_kv`` / ``reverse`` force tile configs / the dQ query order (benchmarks, tests)."""
+    q, k, v, dout, out = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v, dout, out))
+    varlen = cu_q is not None
+    if varlen:
+        batch, nheads, nheads_k, seqlen_q, seqlen_k = cu_q.numel() - 1, q.shape[1], k.shape[1], max_q, max_k
+    else:
+        batch, seqlen_q, nheads = q.shape[0], q.shape[1], q.shape[2]
+        nheads_k, seqlen_k = k.shape[2], k.shape[1]
+    d = q.shape[-1]
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
@@ -549,31 +648,38 @@ def wide_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, a
     slb, slh = (0, delta.stride(0)) if varlen else (delta.stride(0), delta.stride(1))
     masked = wl >= 0 or wr >= 0
     longest = max(seqlen_q, seqlen_k)
-    if reverse is None:
-        reverse = masked
+    rev = masked if reverse is None else reverse
     dummy = delta
     common = (seed if seed is not None else dummy, alibi if alibi is not None else dummy,
               cu_q if varlen else dummy, cu_k if varlen else dummy)
-    strides_in = (*_strides3(q, varlen), *_strides3(k, varlen), *_strides3(v, varlen), *_strides3(dout, varlen))
+    strides_in = (*_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen))
     sab = alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0
     scalars = (nheads, nheads // nheads_k, seqlen_q, seqlen_k, scale * LOG2E, scale, dropout_p, wl, wr)
     dev = q.get_device()
 
-    bm, bn, opts = _split(cfg_q or wide_config("wide_dq", q, masked, longest))
-    launch(_wide_bwd_dq, (triton.cdiv(seqlen_q, bm), batch, nheads),
-           (q, k, v, dout, lse, delta, dq, *common, out,
-            *strides_in, *_strides3(dq, varlen), *_strides3(out, varlen), slb, slh, sab, *scalars),
-           dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn, REVERSE=bool(reverse),
-                **_wflags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **opts), dev)
-    bm, bn, opts = _split(cfg_kv or wide_config("wide_dkdv", q, masked, longest))
-    nblk = triton.cdiv(seqlen_k, bn)
-    args = (q, k, v, dout, lse, delta, dk, dv, *common,
-            *strides_in, *_strides3(dk, varlen), *_strides3(dv, varlen), slb, slh, sab, *scalars)
-    consts = dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
-                  **_wflags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **opts)
-    if fused_dkdv:
-        launch(_wide_bwd_dkdv, (2 * nblk, batch, nheads_k), args, dict(consts, PART=2), dev)
+    if cfg_q is None:
+        bm, bn, consts = _plan("wide_dq", q, d, masked, longest, seqlen_k, wl, wr, alibi, dropout_p, varlen, rev)
     else:
-        launch(_wide_bwd_dkdv, (nblk, batch, nheads_k), args, dict(consts, PART=0), dev)
-        launch(_wide_bwd_dkdv, (nblk, batch, nheads_k), args, dict(consts, PART=1), dev)
+        bm, bn, consts = _explicit(cfg_q, d, q, seqlen_k, wl, wr, alibi, dropout_p, varlen, rev)
+    _launch(_wide_bwd_dq, (-(-seqlen_q // bm), batch, nheads),
+            (q, k, v, dout, lse, delta, dq, *common, out,
+             *strides_in, *_strides(dq, varlen), *_strides(out, varlen), slb, slh, sab, *scalars), consts, dev)
+    if cfg_kv is None:
+        bm, bn, consts = _plan("wide_dkdv", q, d, masked, longest, seqlen_k, wl, wr, alibi, dropout_p, varlen, None)
+    else:
+        bm, bn, consts = _explicit(cfg_kv, d, q, seqlen_k, wl, wr, alibi, dropout_p, varlen, None)
+    nblk = -(-seqlen_k // bn)
+    args = (q, k, v, dout, lse, delta, dk, dv, *common,
+            *strides_in, *_strides(dk, varlen), *_strides(dv, varlen), slb, slh, sab, *scalars)
+    if fused_dkdv:
+        _launch(_wide_bwd_dkdv, (2 * nblk, batch, nheads_k), args, consts, dev)
+    else:
+        _launch(_wide_bwd_dkdv, (nblk, batch, nheads_k), args, dict(consts, PART=0), dev)
+        _launch(_wide_bwd_dkdv, (nblk, batch, nheads_k), args, dict(consts, PART=1), dev)
     return dq, dk, dv
+
+
+def _launch(fn, grid, args, consts, device_index):
+    from ._fast_launch import launch
+
+    launch(fn, grid, args, consts, device_index)
