@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -109,14 +110,25 @@ def test_proxy_errors_are_clear_value_errors():
         proxies.compute(m, X, names=("zen",))
 
 
-def test_from_module_stores_the_proxy_only_when_asked(tmp_path, monkeypatch):
+def test_from_module_computes_the_proxy_by_default_for_rectifier_modules(tmp_path, monkeypatch):
     m = spaces.macro("10000000").eval()
     monkeypatch.delenv("SEQLAB_NAPE_PROXY", raising=False)
-    assert ComputationGraph.from_module(m, X).proxies == {}
-    cg = ComputationGraph.from_module(m, X, proxies=True)
+    cg = ComputationGraph.from_module(m, X)  # the default ("auto"): the module has ReLUs
     assert cg.proxies["naswot"] == pytest.approx(proxies.naswot(m, X))
+    assert ComputationGraph.from_module(m, X, proxies=True).proxies == cg.proxies
+    assert ComputationGraph.from_module(m, X, proxies=False).proxies == {}
+    monkeypatch.setenv("SEQLAB_NAPE_PROXY", "0")  # the environment switches the default off ...
+    assert ComputationGraph.from_module(m, X).proxies == {}
+    assert "naswot" in ComputationGraph.from_module(m, X, proxies=True).proxies  # ... not an explicit request
     monkeypatch.setenv("SEQLAB_NAPE_PROXY", "1")
     assert "naswot" in ComputationGraph.from_module(m, X).proxies
+    monkeypatch.delenv("SEQLAB_NAPE_PROXY")
+    # the traced module and the global RNG are untouched by the extra pass
+    state = torch.random.get_rng_state()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    ComputationGraph.from_module(m, X)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     cg.save(tmp_path / "cg.json")
     assert ComputationGraph.load(tmp_path / "cg.json").proxies == cg.proxies
     d = cg.to_dict()
@@ -124,14 +136,86 @@ def test_from_module_stores_the_proxy_only_when_asked(tmp_path, monkeypatch):
     (tmp_path / "bad.json").write_text(json.dumps(d))
     with pytest.raises(ValueError, match="proxies"):
         ComputationGraph.load(tmp_path / "bad.json")
-    # a module the proxy cannot score still traces (warning, no attribute)
+    # a module the proxy cannot score still traces: silently by default, with a warning when asked for
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ComputationGraph.from_module(lin, torch.zeros(1, 12)).proxies == {}
     with pytest.warns(UserWarning, match="NASWOT"):
-        cg2 = ComputationGraph.from_module(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), torch.zeros(1, 12),
-                                           proxies=True)
+        cg2 = ComputationGraph.from_module(lin, torch.zeros(1, 12), proxies=True)
     assert cg2.proxies == {}
     gs = nd.GraphSet.from_graphs([cg, cg2])
     assert gs.proxy[0] == cg.proxies["naswot"] and np.isnan(gs.proxy[1])
     assert np.isnan(gs.select([1]).proxy[0]) and nd.GraphSet.concat([gs, gs.select([0])]).proxy.shape == (3,)
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 4), nn.Linear(6, 4)
+
+    def forward(self, x, y):
+        return torch.relu(self.a(x)) + torch.relu(self.b(y))
+
+
+class _FailsOnBatches(nn.Module):
+    """Traces at batch 1, fails on the batch-64 noise pass (e.g. a hard-coded reshape)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x)).reshape(1, 8)
+
+
+def test_auto_proxy_skips_silently_where_it_cannot_or_should_not_run(monkeypatch):
+    monkeypatch.delenv("SEQLAB_NAPE_PROXY", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # several inputs, an integer input, a meta module, a module failing on the batch: traced, no score
+        assert ComputationGraph.from_module(_TwoInputs(), (torch.zeros(1, 6), torch.zeros(1, 6))).proxies == {}
+        with torch.device("meta"):
+            meta = _cnn(4, 1)
+        assert ComputationGraph.from_module(meta, torch.zeros(1, 3, 8, 8, device="meta")).proxies == {}
+        assert ComputationGraph.from_module(_FailsOnBatches(), torch.zeros(1, 8)).proxies == {}
+        # a rectifier module in a one-tuple input is scored
+        assert "naswot" in ComputationGraph.from_module(_mlp(), (torch.zeros(1, 20),)).proxies
+    # too expensive for the default: skipped (the limit is on 64 x the CG's FLOPs)
+    from seqlab.nape import graph as ng
+
+    monkeypatch.setattr(ng, "AUTO_PROXY_MAX_FLOPS", 1.0)
+    assert ComputationGraph.from_module(_mlp(), torch.zeros(1, 20)).proxies == {}
+    assert "naswot" in ComputationGraph.from_module(_mlp(), torch.zeros(1, 20), proxies=True).proxies
+
+
+def test_family_caches_stay_proxy_free(monkeypatch):
+    monkeypatch.setenv("SEQLAB_NAPE_PROXY", "1")  # even when the environment asks for proxies
+
+    def boom(*a, **k):
+        raise AssertionError("the family cache must not run NASWOT")
+
+    monkeypatch.setattr(proxies, "naswot", boom)
+    cg = nd.trace_id("macro", "10000000", spaces.macro)
+    assert cg.proxies == {} and len(cg) > 10
+
+
+def test_shipped_predictor_uses_the_proxy_on_the_plain_traced_path(monkeypatch):
+    """``load_pretrained().predict([ComputationGraph.from_module(m, x)])`` gets the NASWOT term (the shipped
+    model has proxy_weight > 0), equal to passing (m, x), and differs from the GNN alone."""
+    pytest.importorskip("torch_geometric")
+    from seqlab.nape import load_pretrained
+
+    monkeypatch.delenv("SEQLAB_NAPE_PROXY", raising=False)
+    model = load_pretrained(device="cpu")
+    assert model.cfg.proxy_weight > 0
+    nets = [spaces.macro(code).eval() for code in ("10000000", "00000001")]
+    plain = [ComputationGraph.from_module(m, X) for m in nets]
+    assert all("naswot" in g.proxies for g in plain)
+    p_plain = model.predict(plain)
+    np.testing.assert_allclose(p_plain, model.predict([(m, X) for m in nets]), rtol=0, atol=1e-6)
+    gnn_only = model.predict([ComputationGraph.from_module(m, X, proxies=False) for m in nets])
+    assert np.all(np.abs(p_plain - gnn_only) > 1e-3)
 
 
 def _family(n, seed, widths):

@@ -29,7 +29,7 @@ def _load_target(target: str, input_shape: str, proxies: bool = False):
         model, x = made
     else:
         model, x = made, torch.zeros(*[int(v) for v in input_shape.split(",")])
-    return ComputationGraph.from_module(model.eval(), x, name=target, proxies=proxies)
+    return ComputationGraph.from_module(model.eval(), x, name=target, proxies=None if proxies else False)
 
 
 def _cmd_predict(args) -> int:

@@ -370,7 +370,9 @@ def trace_id(family: str, arch_id: str, build: Callable[[str], torch.nn.Module])
     Python shape functions that ``meta`` tensors fall back to (batch norm especially).
     """
     model = build(arch_id)
-    return ComputationGraph.from_module(model.eval(), spaces.example_input(), name=f"{family}:{arch_id}")
+    # proxies=False: the cached family CGs stay one batch-1 pass each (NASWOT scores live in results CSVs)
+    return ComputationGraph.from_module(model.eval(), spaces.example_input(), name=f"{family}:{arch_id}",
+                                        proxies=False)
 
 
 def _trace_chunk(args):

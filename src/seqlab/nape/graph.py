@@ -169,6 +169,33 @@ def _numel(shape: Sequence[int] | None) -> int:
     return int(np.prod(shape)) if shape else 1
 
 
+# auto mode of ComputationGraph.from_module: skip the NASWOT pass when 64 x the network's FLOPs exceed this
+# (about 10 TFLOP: minutes on a CPU); the CG then has no score and predictors use the graph alone
+AUTO_PROXY_MAX_FLOPS = 1.0e13
+_RECTIFIER_OPS = {"relu", "relu6", "gelu", "silu", "hardswish"}
+
+
+def _auto_proxy_ok(cg, model, example_input) -> bool:
+    """Whether ``from_module(..., proxies=None)`` computes NASWOT: rectifier ops in the CG, real weights, one
+    floating non-meta input tensor, and an affordable batch-64 pass."""
+    import torch
+
+    if not any(n.op in _RECTIFIER_OPS for n in cg.nodes):
+        return False
+    x = example_input
+    if isinstance(x, (tuple, list)):
+        if len(x) != 1:
+            return False
+        x = x[0]
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.device.type == "meta" or x.dim() < 2:
+        return False
+    if not isinstance(model, torch.nn.Module):
+        return False
+    if any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers())):
+        return False
+    return 64.0 * cg.flops() / max(int(x.shape[0]), 1) <= AUTO_PROXY_MAX_FLOPS
+
+
 def _log2n(x: float, scale: float) -> float:
     return math.log2(1.0 + max(float(x), 0.0)) / scale
 
@@ -182,8 +209,9 @@ class ComputationGraph:
         edges: ``(src, dst)`` pairs of node indices, ``src < dst``.
         name: free text (family / architecture code).
         proxies: graph-level zero-cost scores of the traced module at initialisation (``{"naswot": float}``,
-            see :mod:`seqlab.nape.proxies`); empty unless :meth:`from_module` was asked for them. CGs from
-            ONNX files or JSON without them have none, and the predictor then uses the graph alone.
+            see :mod:`seqlab.nape.proxies`); filled by :meth:`from_module` by default when the module has
+            rectifier-like activations (see its ``proxies`` argument). CGs from ONNX files (no module to run)
+            or JSON without them have none, and the predictor then uses the graph alone.
     """
 
     nodes: list[Node] = field(default_factory=list)
@@ -200,11 +228,20 @@ class ComputationGraph:
             model: any ``torch.nn.Module`` (or callable); put it in eval mode first if it matters.
             example_input: a tensor (e.g. float32 ``(1, 3, 32, 32)``), or a tuple of positional inputs.
                 ``meta``-device modules and inputs work and cost no arithmetic.
-            proxies: also compute the data-free NASWOT score of the module (:func:`seqlab.nape.proxies.naswot`,
-                64 seeded Gaussian inputs shaped like ``example_input``; one forward pass at batch 64) and
-                store it in ``cg.proxies["naswot"]``. ``None`` (default): on when the environment variable
-                ``SEQLAB_NAPE_PROXY`` is ``1``, else off (tracing stays one batch-1 pass). Skipped with a
-                warning when the module cannot be scored (meta device, no rectifier activation, ...).
+            proxies: whether to compute the data-free NASWOT score of the module
+                (:func:`seqlab.nape.proxies.naswot`: 64 seeded Gaussian inputs shaped like ``example_input``, one
+                forward pass at batch 64 on a deep copy; the module and the global RNG are untouched) and store it
+                in ``cg.proxies["naswot"]``, which the shipped predictor mixes into its score (results/nape_run5,
+                nape_run6).
+
+                * ``None`` (default, "auto"): computed when the traced graph has a rectifier-like activation
+                  (ReLU/ReLU6/GELU/SiLU/hardswish/...), the module has real (not ``meta``) weights, the example
+                  input is one floating tensor and the batch-64 pass is not huge (64 x the CG's FLOPs at most
+                  :data:`AUTO_PROXY_MAX_FLOPS`); otherwise, or when the module fails on the noise batch, the CG
+                  simply has no score (silently) and predictors use the graph alone. The environment variable
+                  ``SEQLAB_NAPE_PROXY`` overrides: ``0`` = never, ``1`` = as ``True``.
+                * ``True``: always try; a module that cannot be scored warns and gets no score.
+                * ``False``: never (tracing stays one batch-1 pass; the family caches use this).
         Returns:
             the CG; ops the tracer does not know are typed ``"other"`` (with a warning).
         """
@@ -213,15 +250,21 @@ class ComputationGraph:
         from ._trace import trace_module
 
         cg = trace_module(model, example_input, name=name)
+        explicit = proxies is not None
+        env = os.environ.get("SEQLAB_NAPE_PROXY", "")
         if proxies is None:
-            proxies = os.environ.get("SEQLAB_NAPE_PROXY", "0") == "1"
+            proxies = {"0": False, "1": True}.get(env, None)
+            explicit = proxies is not None
+        if proxies is None:  # auto
+            proxies = _auto_proxy_ok(cg, model, example_input)
         if proxies:
             from .proxies import naswot
 
             try:
                 score = naswot(model, example_input)
-            except ValueError as exc:
-                warnings.warn(f"no NASWOT score for {cg.name}: {exc}", stacklevel=2)
+            except Exception as exc:  # noqa: BLE001 - any failure of the extra pass must not break tracing
+                if explicit:
+                    warnings.warn(f"no NASWOT score for {cg.name}: {exc}", stacklevel=2)
             else:
                 if math.isfinite(score):
                     cg.proxies["naswot"] = score
@@ -229,7 +272,12 @@ class ComputationGraph:
 
     @classmethod
     def from_onnx(cls, path: str | Path, name: str = "") -> ComputationGraph:
-        """Build a CG from an ONNX model file (shapes from ``onnx.shape_inference``)."""
+        """Build a CG from an ONNX model file (shapes from ``onnx.shape_inference``).
+
+        The CG has no NASWOT score (there is no module to run at initialisation), so the shipped predictor
+        scores it with the GNN alone, while the same network traced with :meth:`from_module` also gets the
+        proxy term: compare networks traced the same way.
+        """
         import onnx
         from onnx import numpy_helper, shape_inference
 

@@ -29,11 +29,13 @@ Pipeline for each ensemble member (one seed):
 Several seeds are averaged (``ensemble``).
 
 6. **Optional data-free proxy** (``proxy_weight`` w > 0, results/nape_run5): a graph whose CG carries the
-   NASWOT score of its module at initialisation (``ComputationGraph.from_module(..., proxies=True)``, see
-   :mod:`seqlab.nape.proxies`) is scored ``(1 - w) * s_gnn + w * (naswot - proxy_ref) / proxy_scale``;
+   NASWOT score of its module at initialisation (``ComputationGraph.from_module`` computes it by default
+   for modules with rectifier-like activations, see :mod:`seqlab.nape.proxies`) is scored
+   ``(1 - w) * s_gnn + w * (naswot - proxy_ref) / proxy_scale``;
    ``proxy_ref``/``proxy_scale`` are constants stored in the model (mean of the training families' mean
    and standard deviation of the score, :meth:`GENNAPE.set_proxy`), so each prediction still depends on
-   its own graph only. Graphs without the score (ONNX, JSON, or traced without ``proxies``) keep ``s_gnn``.
+   its own graph only. Graphs without the score (ONNX files, JSON without it, modules without rectifiers,
+   or traced with ``proxies=False``) keep ``s_gnn``.
 """
 
 from __future__ import annotations
@@ -248,7 +250,10 @@ class GENNAPE:
             if isinstance(it, ComputationGraph):
                 graphs.append(it)
             elif isinstance(it, (tuple, list)) and len(it) == 2 and isinstance(it[0], nn.Module):
-                graphs.append(ComputationGraph.from_module(it[0], it[1], proxies=self.cfg.proxy_weight > 0))
+                # with the proxy term on: the same rule as a plain ``from_module`` (auto), so a pair and its
+                # traced CG predict the same; off: no extra pass
+                graphs.append(ComputationGraph.from_module(it[0], it[1],
+                                                           proxies=None if self.cfg.proxy_weight > 0 else False))
             else:
                 raise ValueError("predict expects ComputationGraphs or (nn.Module, example_input) pairs, "
                                  f"got {type(it).__name__}")
