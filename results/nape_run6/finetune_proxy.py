@@ -2,7 +2,8 @@
 beyond the 50 drawn samples).
 
     SEQLAB_NAPE_DATA=.nape_data PYTHONPATH=src python results/nape_run6/finetune_proxy.py FITDIR [FAMILY...]
-        -> results/nape_run6/finetune_proxy.json, finetune_proxy.md
+        -> results/nape_run6/finetune_proxy_<family>.json, finetune_proxy.md
+    PYTHONPATH=src python results/nape_run6/finetune_proxy.py --report   # the .md from the .json files
 
 For held-out H: the outer zero-shot model (FITDIR/fit_<A>+<B>.pt, run 5's fits), 5 draws of 50 samples
 (``default_rng(1000 + d)``, as benchmarks/nape.py), ``fine_tune(..., n=50, seed=d)`` on them, scored on the
@@ -42,7 +43,8 @@ def main():
     targets = sys.argv[2:] or ["nb201"]
     torch.set_num_threads(1)
     wz = json.loads((OUT / "mix_whole.json").read_text())["variants"]["none"]["inner"]
-    res = json.loads((OUT / "finetune_proxy.json").read_text()) if (OUT / "finetune_proxy.json").exists() else {}
+    if sys.argv[1] == "--report":
+        return report()
     train_sc = {}
     for n in FAMS:
         fam = data.load_family(n)
@@ -103,8 +105,15 @@ def main():
         summ = {k: {m_: {"mean": float(np.mean([r[k][m_] for r in draws])),
                          "std": float(np.std([r[k][m_] for r in draws]))}
                     for m_ in ("srcc", "kendall", "ndcg10", "mae")} for k in ("ft", "ft + w0*", "ft + w_cv")}
-        res[h] = {"draws": draws, "summary": summ, "n_rest": int(len(fam) - 50)}
-        (OUT / "finetune_proxy.json").write_text(json.dumps(res, indent=1))
+        (OUT / f"finetune_proxy_{h}.json").write_text(
+            json.dumps({"draws": draws, "summary": summ, "n_rest": int(len(fam) - 50)}, indent=1))
+    report()
+
+
+def report():
+    """finetune_proxy.md from every finetune_proxy_<family>.json present."""
+    res = {h: json.loads((OUT / f"finetune_proxy_{h}.json").read_text()) for h in FAMS
+           if (OUT / f"finetune_proxy_{h}.json").exists()}
     lines = ["| held-out | variant | SRCC | τ | NDCG@10 | MAE | w per draw |", "|---|---|---|---|---|---|---|"]
     for h, r in res.items():
         for k, v in r["summary"].items():
