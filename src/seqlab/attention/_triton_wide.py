@@ -2,16 +2,20 @@
 ``_triton_kernels`` run out of registers.
 
 The dK/dV kernel of ``_triton_kernels`` holds k, v, dk and dv tiles of BLOCK_N x 256 per program, which
-at head dim 256 forces 32-row key tiles (below the 64-row M of Hopper's warpgroup MMA). Here the backward
-splits it in two programs per key block, launched together (``PART == 2``; the grid's first axis
+at head dim 256 forces 32-row key tiles (below the 64-row M of Hopper's warpgroup MMA) and spills. Here the
+backward splits it in two programs per key block, launched together (``PART == 2``; the grid's first axis
 interleaves them): one accumulates dK (recomputes the scores and dP: 3 matmuls per step), the other dV
 (recomputes the scores: 2 matmuls per step). Each program then holds one BLOCK_N x 256 fp32 accumulator,
-like the forward, so key tiles can be 64 or 128 rows. That is 5 matmuls per (key block, query block)
-instead of 4, paid back by tiles that run the tensor cores at the forward's rate.
+like the forward, so key tiles are 128 rows over two warpgroups. That is 5 matmuls per (key block, query
+block) instead of 4, paid back by tiles that run the tensor cores near the forward's rate.
 
-The forward and dQ kernels are the ones of ``_triton_kernels`` with ``REVERSE``: under causal or window
-masks the query blocks of one (batch, head) are taken last-first, so the longest programs start first
-and the short ones fill the tail.
+The forward and dQ kernels are those of ``_triton_kernels`` with ``REVERSE`` (under causal or window masks
+the query blocks of one (batch, head) are taken last-first) and their own tile table: at head dim 256 the
+H100 prefers 128-row query tiles over two warpgroups (8 warps) to the 64-row tiles of the shared table.
+
+Measured on the H100 (results/attention_d256_run*.json, bf16, hidden 2048, 16k tokens): backward 1.1-1.5x
+SDPA's FlashAttention-2 backend (the standard kernels: 0.57-0.84x), forward 1.13-1.6x except causal
+N = 512 (0.97x).
 
 Every feature of the standard kernels is supported (causal / sliding window, ALiBi, dropout, varlen, GQA,
 head dims not a power of two, the CPU interpreter); the debug path that returns probabilities stays on
@@ -45,41 +49,41 @@ ENABLED = os.environ.get("SEQLAB_WIDE", "1") == "1"
 # cache, keys ``wide_fwd|d256|...``) and ``_configs.set_override("wide_dkdv", ...)`` take precedence.
 _DEFAULTS = {
     "wide_fwd": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
-    "wide_dq": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
-    "wide_dkdv": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dq": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dkdv": dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3),
 }
-_TUNED: dict[str, dict] = {  # results/attention_d256_run1.json (H100, bf16), fastest per cell
-    "wide_dkdv|full|n512": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
-    "wide_dkdv|full|n1024": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
-    "wide_dkdv|full|n2048": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+_TUNED: dict[str, dict] = {  # results/attention_d256_run2.json (H100, bf16): fastest candidate per cell
+    "wide_dkdv|full|n512": dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3),
+    "wide_dkdv|full|n1024": dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3),
+    "wide_dkdv|full|n2048": dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3),
     "wide_dkdv|full|n4096": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
     "wide_dkdv|full|n8192": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
-    "wide_dkdv|full|n16384": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
-    "wide_dkdv|masked|n512": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
-    "wide_dkdv|masked|n1024": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
-    "wide_dkdv|masked|n2048": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
-    "wide_dkdv|masked|n4096": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
+    "wide_dkdv|full|n16384": dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3),
+    "wide_dkdv|masked|n512": dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3),
+    "wide_dkdv|masked|n1024": dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3),
+    "wide_dkdv|masked|n2048": dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3),
+    "wide_dkdv|masked|n4096": dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3),
     "wide_dkdv|masked|n8192": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
-    "wide_dkdv|masked|n16384": dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=1),
-    "wide_dq|full|n512": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
-    "wide_dq|full|n1024": dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2),
-    "wide_dq|full|n2048": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=2),
-    "wide_dq|full|n4096": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
-    "wide_dq|full|n8192": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
-    "wide_dq|full|n16384": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=2),
-    "wide_dq|masked|n512": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
-    "wide_dq|masked|n1024": dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=3),
-    "wide_dq|masked|n2048": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
-    "wide_dq|masked|n4096": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
-    "wide_dq|masked|n8192": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
+    "wide_dkdv|masked|n16384": dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=3),
+    "wide_dq|full|n512": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dq|full|n1024": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dq|full|n2048": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dq|full|n4096": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dq|full|n8192": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dq|full|n16384": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dq|masked|n512": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dq|masked|n1024": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dq|masked|n2048": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dq|masked|n4096": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_dq|masked|n8192": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
     "wide_dq|masked|n16384": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=1),
-    "wide_fwd|full|n512": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
+    "wide_fwd|full|n512": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
     "wide_fwd|full|n1024": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
     "wide_fwd|full|n2048": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
     "wide_fwd|full|n4096": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
     "wide_fwd|full|n8192": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
     "wide_fwd|full|n16384": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
-    "wide_fwd|masked|n512": dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
+    "wide_fwd|masked|n512": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
     "wide_fwd|masked|n1024": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
     "wide_fwd|masked|n2048": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
     "wide_fwd|masked|n4096": dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2),
@@ -639,10 +643,8 @@ def wide_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, a
         nheads_k, seqlen_k = k.shape[2], k.shape[1]
     d = q.shape[-1]
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
-    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     if q.numel() == 0 or k.numel() == 0:
-        return dq.zero_(), dk.zero_(), dv.zero_()
+        return dq.zero_(), torch.zeros_like(k), torch.zeros_like(v)
     lse = lse.contiguous()
     delta = torch.empty(lse.shape, dtype=torch.float32, device=q.device)
     slb, slh = (0, delta.stride(0)) if varlen else (delta.stride(0), delta.stride(1))
@@ -664,6 +666,8 @@ def wide_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, a
     _launch(_wide_bwd_dq, (-(-seqlen_q // bm), batch, nheads),
             (q, k, v, dout, lse, delta, dq, *common, out,
              *strides_in, *_strides(dq, varlen), *_strides(out, varlen), slb, slh, sab, *scalars), consts, dev)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)  # after the dQ launch: off the critical path
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     if cfg_kv is None:
         bm, bn, consts = _plan("wide_dkdv", q, d, masked, longest, seqlen_k, wl, wr, alibi, dropout_p, varlen, None)
     else:
