@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import time
 
 import torch
 
+from seqlab.attention import _triton_fwd_tma as tma
+from seqlab.attention import _validate as V
 from seqlab.attention import flash_attn_func, flash_attn_varlen_func
 from seqlab.attention._configs import _table, device_key, set_override
 from seqlab.attention.reference import attention_ref
@@ -65,6 +68,7 @@ def check_case(batch, seqlen_q, seqlen_k, nheads, nheads_k, d, dtype, causal=Fal
         refs[name] = (o.float(), [x.float() for x in gr])
         del qq, kk, vv, o, gr
     row = _errs(out, grads, *refs["ref"], *refs["pt"])
+    row["tma_forward"] = tma.usable(q, k, v, None, *V.check_window(window, causal), slopes, dropout_p, False, False)
     row.update(batch=batch, seqlen_q=seqlen_q, seqlen_k=seqlen_k, nheads=nheads, nheads_k=nheads_k, headdim=d,
                dtype=str(dtype).split(".")[-1], causal=causal, window=list(window), alibi=alibi,
                dropout_p=dropout_p)
@@ -171,7 +175,11 @@ def main(argv=None):
         print(f"extra {kw}: {'pass' if rows[-1]['pass'] else 'FAIL'}", flush=True)
     # Every entry of the shipped tuned table, forced on one ragged shape (seqlen not a multiple of any tile),
     # so each tile config a user can get is checked, not only the ones the shapes above happen to select.
+    # The TMA forward (on by default on Hopper) would take these shapes and bypass the forced pointer-kernel
+    # config, so it is switched off here; the grid above runs with it on.
     table = _table(device_key())
+    tma_env = os.environ.get("SEQLAB_ATTN_TMA")
+    os.environ["SEQLAB_ATTN_TMA"] = "0"
     for key, cfg in sorted(table.items()):
         kernel, hd, _, masked, _ = key.split("|")
         set_override(kernel, cfg)
@@ -182,6 +190,10 @@ def main(argv=None):
         rows[-1]["tuned_config"] = {"key": key, **cfg}
         print(f"tuned {key} {cfg}: {'pass' if rows[-1]['pass'] else 'FAIL'}", flush=True)
         dump()
+    if tma_env is None:
+        os.environ.pop("SEQLAB_ATTN_TMA")
+    else:
+        os.environ["SEQLAB_ATTN_TMA"] = tma_env
     if args.tuned_only:
         dump(partial=False)
         print(f"{sum(r['pass'] for r in rows)}/{len(rows)} tuned entries pass")

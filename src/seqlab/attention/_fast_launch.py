@@ -50,6 +50,8 @@ def _signature(fn, args, consts):
     for a in args:
         if isinstance(a, torch.Tensor):
             parts.append((a.dtype, a.data_ptr() % 16 == 0))
+        elif hasattr(a, "block_shape") and hasattr(a, "base"):  # a TMA TensorDescriptor
+            parts.append((a.base.dtype, tuple(a.block_shape)))
         elif isinstance(a, bool) or not isinstance(a, int):
             parts.append(type(a))
         else:

@@ -110,9 +110,13 @@ def _torch_bwd_any(dout, q, k, v, out, lse, cu_q, cu_k, scale, wl, wr, alibi, dr
 def _fwd_impl(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs):
     args = (q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs)
     if use_triton(q):
+        from . import _triton_fwd_tma as tma
         from ._triton_launch import triton_fwd
 
         with _device_of(q):
+            if tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, _interpreting()):
+                out, lse = tma.tma_fwd(q, k, v, scale, wr == 0, _interpreting())
+                return out, lse, lse.new_empty(0)
             return triton_fwd(*args)
     return _torch_fwd_any(*args)
 

@@ -1,0 +1,171 @@
+"""Forward kernel that loads Q/K/V and stores O through TMA tensor descriptors (Hopper and newer).
+
+The common training case only: padded layout (batch, seqlen, heads, head_dim) with each token's heads
+contiguous, head dim 64 or 128, fp16/bf16, no dropout, no ALiBi, full or causal attention (bottom-right
+aligned, like the pointer kernel), GQA/MQA. Everything else takes ``_triton_kernels._attn_fwd``.
+
+Each tensor is described as 3-D (batch, seqlen, heads * head_dim): the copy engine zero-fills rows past a
+sequence's end on loads and clips them on stores, so ragged lengths need no row masks; keys past the end are
+masked in the last key block. Measured on the H100 (``benchmarks/attention_probe_v4*.py``): 0-5% faster
+than the pointer kernel (most at head dim 128 and under causal masking); ``SEQLAB_ATTN_TMA=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _triton_kernels as kern
+from ._fast_launch import launch
+
+try:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # older Triton
+    TensorDescriptor = None
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) per (head dim, causal): the fastest in the v4 probes.
+CONFIGS = {
+    (64, False): (128, 64, 4, 4),
+    (64, True): (128, 64, 4, 3),
+    (128, False): (128, 128, 8, 3),
+    (128, True): (128, 128, 8, 3),
+}
+
+
+@functools.lru_cache(maxsize=16)
+def _capable(device_index: int) -> bool:
+    return torch.cuda.get_device_capability(device_index)[0] >= 9
+
+
+def mode() -> str:
+    """``SEQLAB_ATTN_TMA``: ``auto`` (default: on for Hopper+ GPUs), ``0`` (off), ``1`` (also under the
+    Triton interpreter, for tests)."""
+    return os.environ.get("SEQLAB_ATTN_TMA", "auto")
+
+
+def _desc_ok(t: torch.Tensor) -> bool:
+    # 3-D view (B, N, H*D): heads and head dim contiguous, the other strides 16-byte multiples.
+    b, n, h, d = t.shape
+    return (t.stride(3) == 1 and (t.stride(2) == d or h == 1) and t.data_ptr() % 16 == 0
+            and (t.stride(0) * t.element_size()) % 16 == 0 and (t.stride(1) * t.element_size()) % 16 == 0)
+
+
+def usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, interpreting: bool) -> bool:
+    """Whether the TMA forward covers this call (the caller has already validated the inputs)."""
+    choice = mode()
+    if choice == "0" or TensorDescriptor is None or (interpreting and choice != "1"):
+        return False
+    if cu_q is not None or alibi is not None or dropout_p > 0.0 or return_probs:
+        return False
+    if wl >= 0 or wr not in (-1, 0):
+        return False
+    if q.dtype not in (torch.float16, torch.bfloat16) or q.shape[-1] not in (64, 128):
+        return False
+    if not interpreting and (q.device.type != "cuda" or not _capable(q.get_device())):
+        return False
+    return all(_desc_ok(t) for t in (q, k, v))
+
+
+def _desc(t: torch.Tensor, rows: int) -> TensorDescriptor:
+    b, n, h, d = t.shape
+    return TensorDescriptor(t, [b, n, h * d], [t.stride(0), t.stride(1), 1], [1, rows, d])
+
+
+@triton.jit
+def _tile_update(s, m_i, l_i, acc, v, MASKED: tl.constexpr):
+    """One online-softmax step on scores ``s`` (log2 units)."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    if MASKED:  # a row may have seen only masked keys so far
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    else:
+        m_use = m_new
+    p = tl.math.exp2(s - m_use[:, None])
+    alpha = tl.math.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    acc = tl.dot(p.to(v.dtype), v, acc)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _attn_fwd_tma(
+    desc_q, desc_k, desc_v, desc_o, LSE,
+    stride_lb, stride_lh, group, seqlen_q, seqlen_k, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
+    MASK_N: tl.constexpr, UPCAST: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    if CAUSAL:  # heaviest query blocks first
+        pid_m = tl.num_programs(0) - 1 - pid_m
+    b = tl.program_id(1)
+    h = tl.program_id(2)
+    hk = h // group
+    m0 = pid_m * BLOCK_M
+    diag = seqlen_k - seqlen_q
+    q = desc_q.load([b, m0, h * HEAD_DIM]).reshape(BLOCK_M, HEAD_DIM)
+    if UPCAST:
+        q = q.to(tl.float32)
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    # Keys [0, full_hi) are seen by every row of the block; [full_hi, hi) need the length/causal mask.
+    hi = seqlen_k
+    full_hi = seqlen_k
+    if MASK_N:
+        full_hi = (seqlen_k // BLOCK_N) * BLOCK_N
+    if CAUSAL:
+        hi = tl.minimum(hi, m0 + BLOCK_M + diag)
+        full_hi = tl.minimum(full_hi, ((m0 + diag + 1) // BLOCK_N) * BLOCK_N)
+    hi = tl.maximum(hi, 0)
+    full_hi = tl.maximum(tl.minimum(full_hi, hi), 0)
+    col = hk * HEAD_DIM
+    for start_n in range(0, full_hi, BLOCK_N):
+        k = desc_k.load([b, start_n, col]).reshape(BLOCK_N, HEAD_DIM)
+        v = desc_v.load([b, start_n, col]).reshape(BLOCK_N, HEAD_DIM)
+        if UPCAST:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
+        s = tl.dot(q, tl.trans(k)) * qk_scale
+        m_i, l_i, acc = _tile_update(s, m_i, l_i, acc, v, False)
+    offs_n0 = tl.arange(0, BLOCK_N)
+    for start_n in range(full_hi, hi, BLOCK_N):
+        k = desc_k.load([b, start_n, col]).reshape(BLOCK_N, HEAD_DIM)
+        v = desc_v.load([b, start_n, col]).reshape(BLOCK_N, HEAD_DIM)
+        if UPCAST:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
+        s = tl.dot(q, tl.trans(k)) * qk_scale
+        offs_n = start_n + offs_n0
+        keep = (offs_n < seqlen_k)[None, :]
+        if CAUSAL:
+            keep = keep & (offs_n[None, :] <= offs_m[:, None] + diag)
+        s = tl.where(keep, s, float("-inf"))
+        m_i, l_i, acc = _tile_update(s, m_i, l_i, acc, v, True)
+    l_safe = tl.where(l_i == 0.0, 1.0, l_i)
+    out = acc / l_safe[:, None]
+    desc_o.store([b, m0, h * HEAD_DIM], out.to(desc_o.dtype).reshape(1, BLOCK_M, HEAD_DIM))
+    lse = tl.where(l_i == 0.0, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
+    tl.store(LSE + b.to(tl.int64) * stride_lb + h * stride_lh + offs_m, lse, mask=offs_m < seqlen_q)
+
+
+def tma_fwd(q, k, v, scale: float, causal: bool, interpreting: bool = False, config=None):
+    """q (B, Nq, H, D), k/v (B, Nk, Hk, D) fp16/bf16 -> out (q's shape and dtype), lse (B, H, Nq) fp32."""
+    batch, seqlen_q, nheads, d = q.shape
+    seqlen_k, nheads_k = k.shape[1], k.shape[2]
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty(batch, nheads, seqlen_q, dtype=torch.float32, device=q.device)
+    if out.numel() == 0:
+        return out, lse.fill_(float("-inf"))
+    bm, bn, warps, stages = config or ((32, 32, 4, 1) if interpreting else CONFIGS[(d, causal)])
+    grid = (triton.cdiv(seqlen_q, bm), batch, nheads)
+    args = (_desc(q, bm), _desc(k, bn), _desc(v, bn), _desc(out, bm), lse, lse.stride(0), lse.stride(1),
+            nheads // nheads_k, seqlen_q, seqlen_k, scale * kern.LOG2E)
+    consts = dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, MASK_N=seqlen_k % bn != 0,
+                  UPCAST=interpreting, num_warps=warps, num_stages=stages)
+    launch(_attn_fwd_tma, grid, args, consts, -1 if interpreting else q.get_device())
+    return out, lse

@@ -1,0 +1,90 @@
+"""The TMA-descriptor forward (``_triton_fwd_tma``) through Triton's interpreter.
+
+``SEQLAB_ATTN_TMA=1`` routes eligible calls of the public API to it under the interpreter (on GPUs it is
+on by default for Hopper and newer), so these tests check the kernel end to end, backward included (the
+backward kernels read its log-sum-exp), against the float64 reference.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seqlab.attention import _triton_fwd_tma as tma
+from seqlab.attention import flash_attn_func
+from seqlab.attention._fast_launch import stats
+
+from .helpers import TOL, check_against_ref, rand_qkv, rel_err
+
+
+@pytest.fixture
+def tma_on(monkeypatch):
+    monkeypatch.setenv("SEQLAB_ATTN_TMA", "1")
+    monkeypatch.setenv("SEQLAB_ATTENTION_BACKEND", "triton")
+
+
+@pytest.mark.parametrize("sq,sk,h,hk,causal", [
+    (77, 77, 2, 2, False),   # ragged: not a multiple of the 32-row tiles
+    (77, 77, 2, 1, True),    # MQA, causal
+    (45, 100, 4, 2, True),   # bottom-right causal, more keys than queries, GQA
+    (100, 45, 2, 2, True),   # more queries than keys: the first rows see no key
+    (64, 96, 2, 2, False),   # exact tiles
+])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_tma_forward_matches_reference(tma_on, sq, sk, h, hk, causal, dtype):
+    q, k, v = rand_qkv(2, sq, sk, h, hk, 64, dtype)
+    assert tma.usable(q, k, v, None, -1, 0 if causal else -1, None, 0.0, False, True)
+    check_against_ref(flash_attn_func, q, k, v, dtype, causal=causal)
+
+
+def test_tma_forward_headdim128_and_lse(tma_on):
+    q, k, v = rand_qkv(1, 50, 70, 2, 2, 128, torch.bfloat16, requires_grad=False)
+    out, lse = tma.tma_fwd(q, k, v, 128 ** -0.5, True, interpreting=True)
+    qd, kd, vd = (t.double().transpose(1, 2) for t in (q, k, v))
+    s = qd @ kd.transpose(-1, -2) * 128 ** -0.5
+    i = torch.arange(50)[:, None]
+    j = torch.arange(70)[None, :]
+    s = s.masked_fill(j > i + 20, float("-inf"))
+    ref_lse = torch.logsumexp(s, -1)
+    ref = (torch.softmax(s, -1) @ vd).transpose(1, 2)
+    assert rel_err(out, ref) < TOL[torch.bfloat16]
+    assert torch.allclose(lse.double(), ref_lse, atol=2e-2)
+
+
+def test_tma_rows_without_keys_give_zero_and_minus_inf():
+    # causal with 40 queries over 8 keys: query rows 0..31 see no key (bottom-right alignment)
+    q, k, v = rand_qkv(1, 40, 8, 1, 1, 64, torch.float16, requires_grad=False)
+    out, lse = tma.tma_fwd(q, k, v, 0.125, True, interpreting=True)
+    assert torch.isfinite(out).all()
+    assert (out[:, :32] == 0).all() and torch.isinf(lse[:, :, :32]).all() and (lse[:, :, :32] < 0).all()
+    assert torch.isfinite(lse[:, :, 32:]).all()
+
+
+@pytest.mark.parametrize("kw", [
+    dict(dropout_p=0.1), dict(window_size=(4, 4)), dict(alibi=True), dict(dtype=torch.float32),
+    dict(headdim=96), dict(strided_heads=True),
+])
+def test_tma_not_used_outside_its_scope(tma_on, kw):
+    dtype = kw.get("dtype", torch.bfloat16)
+    d = kw.get("headdim", 64)
+    q, k, v = rand_qkv(1, 40, 40, 2, 2, d, dtype, requires_grad=False)
+    if kw.get("strided_heads"):
+        q = torch.randn(1, 40, 2, 2 * d, dtype=dtype)[..., :d]  # head dim not contiguous with the heads
+    wl, wr = kw.get("window_size", (-1, -1))
+    alibi = torch.ones(2) if kw.get("alibi") else None
+    assert not tma.usable(q, k, v, None, wl, wr, alibi, kw.get("dropout_p", 0.0), False, True)
+
+
+def test_tma_off_by_default_under_the_interpreter(monkeypatch):
+    monkeypatch.delenv("SEQLAB_ATTN_TMA", raising=False)
+    q, k, v = rand_qkv(1, 40, 40, 2, 2, 64, torch.bfloat16, requires_grad=False)
+    assert not tma.usable(q, k, v, None, -1, -1, None, 0.0, False, True)
+    monkeypatch.setenv("SEQLAB_ATTN_TMA", "0")
+    assert not tma.usable(q, k, v, None, -1, -1, None, 0.0, False, True)
+
+
+def test_tma_launch_counts_as_a_launch(tma_on):
+    before = stats["triton"] + stats["direct"]
+    q, k, v = rand_qkv(1, 33, 33, 1, 1, 64, torch.float16, requires_grad=False)
+    flash_attn_func(q, k, v)
+    assert stats["triton"] + stats["direct"] > before
