@@ -275,3 +275,42 @@ def test_gennape_proxy_term_is_batch_independent_and_checkpoint_compatible(tmp_p
     np.testing.assert_allclose(new.predict(gb), p1, atol=0.2)
     with pytest.raises(ValueError):
         model.set_proxy({"a": gs_a.proxy}, 1.5)
+
+
+def test_fine_tune_proxy_option_cv_weight_and_errors():
+    pytest.importorskip("torch_geometric")
+    import copy
+
+    from seqlab.nape import GENNAPE
+
+    ga, ya = _family(20, 0, [4, 8, 16])
+    gb, yb = _family(20, 1, [6, 12])
+    model = GENNAPE(device="cpu", ensemble=1, epochs=1, pretrain_epochs=1, batch_size=16, hidden=16, layers=1,
+                    clusters=2).fit({"a": (nd.GraphSet.from_graphs(ga), ya)}, progress=False)
+    model.set_proxy({"a": nd.GraphSet.from_graphs(ga).proxy}, 0.2)
+    consts = (model.proxy_ref, model.proxy_scale)
+    torch.manual_seed(7)
+    kept = copy.deepcopy(model).fine_tune(gb, yb, n=12, epochs=2, seed=0)  # default: the term as it was
+    torch.manual_seed(7)
+    assert kept.cfg.proxy_weight == 0.2 and (kept.proxy_ref, kept.proxy_scale) == consts
+    cv = copy.deepcopy(model).fine_tune(gb, yb, n=12, epochs=2, seed=0, proxy="cv")
+    picked = np.random.default_rng(0).choice(20, size=12, replace=False)
+    nw = np.array([gb[i].proxies["naswot"] for i in picked])
+    assert cv.cfg.proxy_weight in [round(0.1 * i, 1) for i in range(11)]
+    assert cv.proxy_ref == pytest.approx(nw.mean()) and cv.proxy_scale == pytest.approx(nw.std())
+    # the same samples and seed give the same fine-tuned GNN with or without the choice of w
+    cv.cfg.proxy_weight, kept.cfg.proxy_weight = 0.0, 0.0
+    np.testing.assert_allclose(cv.predict(ga), kept.predict(ga), rtol=0, atol=1e-6)
+    fixed = copy.deepcopy(model).fine_tune(gb, yb, n=12, epochs=2, seed=0, proxy=1.0)
+    p = fixed.predict(ga)  # w = 1: the proxy's ranking, each graph on its own
+    assert np.array_equal(np.argsort(p), np.argsort([g.proxies["naswot"] for g in ga]))
+    np.testing.assert_allclose([fixed.predict([g])[0] for g in ga], p, rtol=0, atol=1e-4)
+    bare = [ComputationGraph(nodes=g.nodes, edges=g.edges, name=g.name) for g in gb]
+    with pytest.raises(ValueError, match="NASWOT score of every sample"):
+        copy.deepcopy(model).fine_tune(bare, yb, n=12, epochs=1, proxy="cv")
+    with pytest.raises(ValueError, match="proxy"):
+        copy.deepcopy(model).fine_tune(gb, yb, n=12, epochs=1, proxy="auto")
+    with pytest.raises(ValueError, match="proxy weight"):
+        copy.deepcopy(model).fine_tune(gb, yb, n=12, epochs=1, proxy=1.5)
+    with pytest.raises(ValueError, match="at least 10"):
+        copy.deepcopy(model).fine_tune(gb, yb, n=6, epochs=1, proxy="cv")

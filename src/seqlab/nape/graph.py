@@ -169,9 +169,11 @@ def _numel(shape: Sequence[int] | None) -> int:
     return int(np.prod(shape)) if shape else 1
 
 
-# auto mode of ComputationGraph.from_module: skip the NASWOT pass when 64 x the network's FLOPs exceed this
-# (about 10 TFLOP: minutes on a CPU); the CG then has no score and predictors use the graph alone
-AUTO_PROXY_MAX_FLOPS = 1.0e13
+# auto mode of ComputationGraph.from_module: skip the NASWOT pass when 64 x the network's FLOPs (as the CG counts
+# them) exceed this: 1e12 keeps every benchmark network at CIFAR size (NB-101's largest: 64 x 9e9) and costs at
+# most ~30 s on one CPU thread (results/nape_run6/shipped_check.txt: 3.5e12 took 109 s); the CG then has no score
+# and predictors use the graph alone
+AUTO_PROXY_MAX_FLOPS = 1.0e12
 _RECTIFIER_OPS = {"relu", "relu6", "gelu", "silu", "hardswish"}
 
 

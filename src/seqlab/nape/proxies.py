@@ -59,8 +59,12 @@ class _CodeKernel(TorchFunctionMode):
             x = args[0]
             if x.dim() >= 1 and x.shape[0] == self.batch and x.is_floating_point():
                 c = (x.detach().reshape(self.batch, -1) > 0).to(torch.float32)
-                # per-layer counts stay far below float32's exact-integer limit (2^24); sum in float64
-                kk = (c @ c.T + (1.0 - c) @ (1.0 - c).T).to(torch.float64)
+                # c c^T + (1 - c)(1 - c)^T = 2 c c^T - r 1^T - 1 r^T + n  (r: row sums, n: units), one Gram
+                # matrix instead of two; c c^T counts stay below float32's exact-integer limit (2^24) for
+                # layers of up to 16.7 M units, the rest is float64
+                n = c.shape[1]
+                r = c.sum(1, dtype=torch.float64)
+                kk = 2.0 * (c @ c.T).to(torch.float64) - r[:, None] - r[None, :] + float(n)
                 self.k = kk if self.k is None else self.k + kk
                 self.units += c.shape[1]
                 self.calls += 1
