@@ -129,3 +129,16 @@ def test_tma_backward_very_negative_scores_ragged_keys(tma_on, monkeypatch, caus
     # dS is rounded to fp16 before the dQ product, so both paths lose the same ~4e-3 on dQ here
     assert all(e < 1e-2 for e in errs["1"]), errs
     assert all(a <= 1.05 * b + 1e-5 for a, b in zip(errs["1"], errs["0"])), errs
+
+
+def test_tma_backward_dispatch_rule():
+    from seqlab.attention._triton_bwd_tma import preferred
+
+    def qk(n, d):
+        return torch.empty(1, n, 1, d), torch.empty(1, n, 1, d)
+
+    assert preferred(*qk(512, 128), causal=False, interpreting=False)
+    assert preferred(*qk(4096, 64), causal=True, interpreting=False)
+    assert not preferred(*qk(512, 64), causal=True, interpreting=False)
+    assert not preferred(*qk(4096, 128), causal=True, interpreting=False)
+    assert preferred(*qk(64, 128), causal=True, interpreting=True)

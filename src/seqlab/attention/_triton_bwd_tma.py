@@ -187,6 +187,17 @@ def _attn_bwd_dkdv_tma(
     desc_dv.store([b, n0, kcol], dv.to(desc_dv.dtype).reshape(1, BLOCK_N, HEAD_DIM))
 
 
+def preferred(q, k, causal: bool, interpreting: bool) -> bool:
+    """Whether to take the TMA backward for a call in its scope. From the H100 A/B run
+    (``results/attention_tma_ab.json``, commit 45c9371; one run, about +-5% noise per cell): every non-causal
+    case gained 5-17% and causal head dim 64 from seqlen 1k gained 1-11%; causal at seqlen 512 lost (0.67-0.76x)
+    and causal head dim 128 was mixed (0.94-1.12x; it runs with tiles tuned for the pointer kernels), so those
+    keep the pointer kernels. The interpreter (tests) always takes it."""
+    if interpreting or not causal:
+        return True
+    return q.shape[-1] == 64 and max(q.shape[1], k.shape[1]) > 512
+
+
 def _tiles(kernel, q, causal, seqlen, interpreting):
     if interpreting:
         return 32, 32, dict(num_warps=4, num_stages=1)

@@ -129,6 +129,7 @@ def _bwd_impl(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, 
         with _device_of(q):
             if (_triton_bwd_tma.ENABLED
                     and _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, False, _interpreting())
+                    and _triton_bwd_tma.preferred(q, k, wr == 0, _interpreting())
                     and _triton_fwd_tma.usable(dout, out, out, cu_q, wl, wr, alibi, dropout_p, False, _interpreting())):
                 return _triton_bwd_tma.tma_bwd(dout, q, k, v, out, lse, scale, wr == 0, _interpreting())
             return triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p,
