@@ -9,9 +9,10 @@ interleaves them): one accumulates dK (recomputes the scores and dP: 3 matmuls p
 like the forward, so key tiles are 128 rows over two warpgroups. That is 5 matmuls per (key block, query
 block) instead of 4, paid back by tiles that run the tensor cores near the forward's rate.
 
-The forward and dQ kernels are those of ``_triton_kernels`` with ``REVERSE`` (under causal or window masks
-the query blocks of one (batch, head) are taken last-first) and their own tile table: at head dim 256 the
-H100 prefers 128-row query tiles over two warpgroups (8 warps) to the 64-row tiles of the shared table.
+The forward and dQ run the kernels of ``_triton_kernels`` (``_attn_fwd``, ``_attn_bwd_dq``; with ``REV_M``
+the query blocks of one (batch, head) are taken last-first, here under any window or causal mask) with their
+own tile table: at head dim 256 the H100 prefers 128-row query tiles over two warpgroups (8 warps) to the
+64-row tiles of the shared table.
 
 Measured on the H100 (results/attention_d256_run*.json, bf16, hidden 2048, 16k tokens): backward 1.1-1.5x
 SDPA's FlashAttention-2 backend (the standard kernels: 0.57-0.84x), forward 1.13-1.6x except causal
@@ -32,11 +33,10 @@ import triton.language as tl
 
 from ._triton_kernels import (
     LOG2E,
+    _attn_bwd_dq,
+    _attn_fwd,
     _bias_and_mask,
-    _dq_inner,
     _dropout_keep,
-    _fwd_inner,
-    _key_blocks,
     _load_cols,
     _load_rows,
     _seq_bounds,
@@ -121,162 +121,6 @@ def wide_config(kernel: str, q: torch.Tensor, masked: bool, seqlen: int) -> dict
                 entry = hit
                 break
     return dict(entry)
-
-
-@triton.jit
-def _wide_fwd(
-    Q, K, V, O, LSE, SEED, ALIBI, CU_Q, CU_K,
-    stride_qb, stride_qn, stride_qh,
-    stride_kb, stride_kn, stride_kh,
-    stride_vb, stride_vn, stride_vh,
-    stride_ob, stride_on, stride_oh,
-    stride_lb, stride_lh,
-    stride_ab,
-    nheads, group, seqlen_q, seqlen_k,
-    qk_scale, dropout_p, window_left, window_right,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    IS_VARLEN: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, MASK_N: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr,
-    REVERSE: tl.constexpr,
-):
-    if REVERSE:
-        pid_m = tl.num_programs(0) - 1 - tl.program_id(0)
-    else:
-        pid_m = tl.program_id(0)
-    b = tl.program_id(1)
-    h = tl.program_id(2)
-    hk = h // group
-    q_start, q_len = _seq_bounds(CU_Q, b, seqlen_q, IS_VARLEN)
-    k_start, k_len = _seq_bounds(CU_K, b, seqlen_k, IS_VARLEN)
-    m0 = pid_m * BLOCK_M
-    if m0 >= q_len:
-        return
-    diag = k_len - q_len
-    b64 = b.to(tl.int64)
-    offs_m = m0 + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    m_ok = offs_m < q_len
-    rows = (q_start + offs_m).to(tl.int64)
-    q = _load_rows(Q + b64 * stride_qb + rows[:, None] * stride_qn + h * stride_qh + offs_d[None, :], m_ok, offs_d,
-                   HEAD_DIM, BLOCK_D, True, UPCAST)
-    k_base = K + b64 * stride_kb + hk * stride_kh
-    v_base = V + b64 * stride_vb + hk * stride_vh
-    slope = 0.0
-    if HAS_ALIBI:
-        slope = tl.load(ALIBI + b * stride_ab + h) * 1.4426950408889634
-    bh = b * nheads + h
-
-    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    if HAS_LEFT or HAS_RIGHT or MASK_N:
-        lo, full_lo, full_hi, hi = _key_blocks(m0, k_len, diag, window_left, window_right, BLOCK_M, BLOCK_N,
-                                               HAS_LEFT, HAS_RIGHT)
-        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d,
-                                   k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p,
-                                   full_hi, hi, HEAD_DIM, BLOCK_D, BLOCK_N, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI,
-                                   HAS_DROPOUT, UPCAST, DOT_PREC)
-        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d,
-                                   k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p,
-                                   full_lo, full_hi, HEAD_DIM, BLOCK_D, BLOCK_N, False, HAS_LEFT, HAS_RIGHT,
-                                   HAS_ALIBI, HAS_DROPOUT, UPCAST, DOT_PREC)
-        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d,
-                                   k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p,
-                                   lo, full_lo, HEAD_DIM, BLOCK_D, BLOCK_N, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI,
-                                   HAS_DROPOUT, UPCAST, DOT_PREC)
-    else:
-        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d,
-                                   k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p,
-                                   0, k_len, HEAD_DIM, BLOCK_D, BLOCK_N, False, HAS_LEFT, HAS_RIGHT, HAS_ALIBI,
-                                   HAS_DROPOUT, UPCAST, DOT_PREC)
-
-    l_safe = tl.where(l_i == 0.0, 1.0, l_i)
-    out = acc / l_safe[:, None]
-    if HAS_DROPOUT:
-        out = out * (1.0 / (1.0 - dropout_p))
-    lse2 = tl.where(l_i == 0.0, float("-inf"), m_i + tl.math.log2(l_safe))
-    tl.store(O + b64 * stride_ob + rows[:, None] * stride_on + h * stride_oh + offs_d[None, :],
-             out.to(O.dtype.element_ty), mask=m_ok[:, None] & (offs_d < HEAD_DIM)[None, :])
-    tl.store(LSE + b64 * stride_lb + h * stride_lh + q_start + offs_m, lse2 * 0.6931471805599453, mask=m_ok)
-
-
-@triton.jit
-def _wide_bwd_dq(
-    Q, K, V, DO, LSE, DELTA, DQ, SEED, ALIBI, CU_Q, CU_K, O,
-    stride_qb, stride_qn, stride_qh,
-    stride_kb, stride_kn, stride_kh,
-    stride_vb, stride_vn, stride_vh,
-    stride_dob, stride_don, stride_doh,
-    stride_dqb, stride_dqn, stride_dqh,
-    stride_ob, stride_on, stride_oh,
-    stride_lb, stride_lh,
-    stride_ab,
-    nheads, group, seqlen_q, seqlen_k,
-    qk_scale, sm_scale, dropout_p, window_left, window_right,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    IS_VARLEN: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, MASK_N: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr,
-    REVERSE: tl.constexpr,
-):
-    """dQ of one query block (and delta = rowsum(dO * O) of its rows, stored for the dK/dV kernel)."""
-    if REVERSE:
-        pid_m = tl.num_programs(0) - 1 - tl.program_id(0)
-    else:
-        pid_m = tl.program_id(0)
-    b = tl.program_id(1)
-    h = tl.program_id(2)
-    hk = h // group
-    q_start, q_len = _seq_bounds(CU_Q, b, seqlen_q, IS_VARLEN)
-    k_start, k_len = _seq_bounds(CU_K, b, seqlen_k, IS_VARLEN)
-    m0 = pid_m * BLOCK_M
-    if m0 >= q_len:
-        return
-    diag = k_len - q_len
-    b64 = b.to(tl.int64)
-    offs_m = m0 + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    m_ok = offs_m < q_len
-    rows = (q_start + offs_m).to(tl.int64)
-    q = _load_rows(Q + b64 * stride_qb + h * stride_qh + rows[:, None] * stride_qn + offs_d[None, :], m_ok, offs_d,
-                   HEAD_DIM, BLOCK_D, True, UPCAST)
-    do = _load_rows(DO + b64 * stride_dob + h * stride_doh + rows[:, None] * stride_don + offs_d[None, :], m_ok,
-                    offs_d, HEAD_DIM, BLOCK_D, True, UPCAST)
-    lse = tl.load(LSE + b64 * stride_lb + h * stride_lh + q_start + offs_m, mask=m_ok, other=float("inf"))
-    lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
-    o = _load_rows(O + b64 * stride_ob + h * stride_oh + rows[:, None] * stride_on + offs_d[None, :], m_ok, offs_d,
-                   HEAD_DIM, BLOCK_D, True, UPCAST)
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
-    tl.store(DELTA + b64 * stride_lb + h * stride_lh + q_start + offs_m, delta, mask=m_ok)
-    k_base = K + b64 * stride_kb + hk * stride_kh
-    v_base = V + b64 * stride_vb + hk * stride_vh
-    slope = 0.0
-    if HAS_ALIBI:
-        slope = tl.load(ALIBI + b * stride_ab + h) * 1.4426950408889634
-    bh = b * nheads + h
-    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    if HAS_LEFT or HAS_RIGHT or MASK_N:
-        lo, full_lo, full_hi, hi = _key_blocks(m0, k_len, diag, window_left, window_right, BLOCK_M, BLOCK_N,
-                                               HAS_LEFT, HAS_RIGHT)
-        dq = _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d, k_len,
-                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, lo, full_lo,
-                       HEAD_DIM, BLOCK_D, BLOCK_N, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
-                       DOT_PREC)
-        dq = _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d, k_len,
-                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, full_lo, full_hi,
-                       HEAD_DIM, BLOCK_D, BLOCK_N, False, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
-                       DOT_PREC)
-        dq = _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d, k_len,
-                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, full_hi, hi,
-                       HEAD_DIM, BLOCK_D, BLOCK_N, True, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
-                       DOT_PREC)
-    else:
-        dq = _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, k_start, offs_m, offs_d, k_len,
-                       diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, 0, k_len,
-                       HEAD_DIM, BLOCK_D, BLOCK_N, False, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, HAS_DROPOUT, UPCAST,
-                       DOT_PREC)
-    dq = dq * sm_scale
-    tl.store(DQ + b64 * stride_dqb + h * stride_dqh + rows[:, None] * stride_dqn + offs_d[None, :],
-             dq.to(DQ.dtype.element_ty), mask=m_ok[:, None] & (offs_d < HEAD_DIM)[None, :])
 
 
 @triton.jit
@@ -552,7 +396,9 @@ def _plan(kernel, q, d, masked, longest, seqlen_k, wl, wr, alibi, dropout_p, var
         if kernel == "wide_dkdv":
             consts["PART"] = 2
         else:
-            consts["REVERSE"] = bool(extra)
+            consts["REV_M"] = bool(extra)
+            if kernel == "wide_fwd":
+                consts["RETURN_P"] = False
         hit = (bm, bn, consts)
         if not _configs._override:
             if len(_plans) >= _MAX_PLANS:
@@ -577,7 +423,7 @@ def _explicit(cfg, d, q, seqlen_k, wl, wr, alibi, dropout_p, varlen, extra):
     if extra is None:
         consts["PART"] = 2
     else:
-        consts["REVERSE"] = bool(extra)
+        consts["REV_M"] = bool(extra)
     return bm, bn, consts
 
 
@@ -614,18 +460,19 @@ def wide_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p,
                                varlen, rev)
     else:
         bm, bn, consts = _explicit(cfg, d, q, seqlen_k, wl, wr, alibi, dropout_p, varlen, rev)
+        consts["RETURN_P"] = False
     dummy = lse
     args = (
-        q, k, v, out, lse, seed if seed is not None else dummy,
+        q, k, v, out, lse, probs, seed if seed is not None else dummy,
         alibi if alibi is not None else dummy,
         cu_q if varlen else dummy, cu_k if varlen else dummy,
         *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(out, varlen),
-        slb, slh,
+        slb, slh, 0, 0, 0,
         alibi.stride(0) if alibi is not None and alibi.shape[0] > 1 else 0,
         nheads, nheads // nheads_k, seqlen_q, seqlen_k,
         scale * LOG2E, dropout_p, wl, wr,
     )
-    _launch(_wide_fwd, (-(-seqlen_q // bm), batch, nheads), args, consts, q.get_device())
+    _launch(_attn_fwd, (-(-seqlen_q // bm), batch, nheads), args, consts, q.get_device())
     return out, lse, probs
 
 
@@ -663,7 +510,7 @@ def wide_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, a
         bm, bn, consts = _plan("wide_dq", q, d, masked, longest, seqlen_k, wl, wr, alibi, dropout_p, varlen, rev)
     else:
         bm, bn, consts = _explicit(cfg_q, d, q, seqlen_k, wl, wr, alibi, dropout_p, varlen, rev)
-    _launch(_wide_bwd_dq, (-(-seqlen_q // bm), batch, nheads),
+    _launch(_attn_bwd_dq, (-(-seqlen_q // bm), batch, nheads),
             (q, k, v, dout, lse, delta, dq, *common, out,
              *strides_in, *_strides(dq, varlen), *_strides(out, varlen), slb, slh, sab, *scalars), consts, dev)
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)  # after the dQ launch: off the critical path
