@@ -271,6 +271,31 @@ def _attn_fwd(
 
 
 @triton.jit
+def _query_tile_t(k, q_base, do_base, l_base, stride_qn, stride_don, q_start, offs_m, offs_n, offs_d, q_len, k_len,
+                  diag, qk_scale, slope, window_left, window_right,
+                  HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, MASK: tl.constexpr, HAS_LEFT: tl.constexpr,
+                  HAS_RIGHT: tl.constexpr, HAS_ALIBI: tl.constexpr, UPCAST: tl.constexpr, DOT_PREC: tl.constexpr):
+    """One query block as seen from a key block (the dK/dV kernels): loads q transposed (BLOCK_D, rows) and
+    dO (rows, BLOCK_D), recomputes the probabilities in transposed form (keys, rows) from the stored
+    log-sum-exp; rows past the end get probability 0. Returns (m_ok, q_t, do, p_t)."""
+    m_ok = offs_m < q_len
+    rows = (q_start + offs_m).to(tl.int64)
+    q_t = _load_cols(q_base + rows[None, :] * stride_qn + offs_d[:, None], m_ok, offs_d, HEAD_DIM, BLOCK_D,
+                     MASK, UPCAST)
+    do = _load_rows(do_base + rows[:, None] * stride_don + offs_d[None, :], m_ok, offs_d, HEAD_DIM, BLOCK_D,
+                    MASK, UPCAST)
+    if MASK:
+        lse = tl.load(l_base + offs_m, mask=m_ok, other=float("inf"))
+    else:
+        lse = tl.load(l_base + offs_m)
+    lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
+    s_t = tl.dot(k, q_t, input_precision=DOT_PREC) * qk_scale
+    s_t = _bias_and_mask(s_t, offs_m[None, :], offs_n[:, None], k_len, diag, slope, window_left, window_right,
+                         MASK, HAS_LEFT, HAS_RIGHT, HAS_ALIBI)
+    return m_ok, q_t, do, tl.math.exp2(s_t - lse[None, :])
+
+
+@triton.jit
 def _dkdv_inner(dk, dv, k, v, q_base, do_base, l_base, dl_base, stride_qn, stride_don, q_start, offs_n, offs_d,
                 q_len, k_len, diag, qk_scale, slope, window_left, window_right, SEED, bh, dropout_p, lo, hi,
                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, MASK: tl.constexpr,
@@ -282,23 +307,13 @@ def _dkdv_inner(dk, dv, k, v, q_base, do_base, l_base, dl_base, stride_qn, strid
     rp_drop = 1.0 / (1.0 - dropout_p)
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + offs_m0
-        m_ok = offs_m < q_len
-        rows = (q_start + offs_m).to(tl.int64)
-        q_t = _load_cols(q_base + rows[None, :] * stride_qn + offs_d[:, None], m_ok, offs_d, HEAD_DIM, BLOCK_D,
-                         MASK, UPCAST)
-        do = _load_rows(do_base + rows[:, None] * stride_don + offs_d[None, :], m_ok, offs_d, HEAD_DIM, BLOCK_D,
-                        MASK, UPCAST)
+        m_ok, q_t, do, p_t = _query_tile_t(k, q_base, do_base, l_base, stride_qn, stride_don, q_start, offs_m, offs_n,
+                                           offs_d, q_len, k_len, diag, qk_scale, slope, window_left, window_right,
+                                           HEAD_DIM, BLOCK_D, MASK, HAS_LEFT, HAS_RIGHT, HAS_ALIBI, UPCAST, DOT_PREC)
         if MASK:
-            lse = tl.load(l_base + offs_m, mask=m_ok, other=float("inf"))
             delta = tl.load(dl_base + offs_m, mask=m_ok, other=0.0)
         else:
-            lse = tl.load(l_base + offs_m)
             delta = tl.load(dl_base + offs_m)
-        lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
-        s_t = tl.dot(k, q_t, input_precision=DOT_PREC) * qk_scale
-        s_t = _bias_and_mask(s_t, offs_m[None, :], offs_n[:, None], k_len, diag, slope, window_left, window_right,
-                             MASK, HAS_LEFT, HAS_RIGHT, HAS_ALIBI)
-        p_t = tl.math.exp2(s_t - lse[None, :])
         dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
         if HAS_DROPOUT:
             keep = _dropout_keep(SEED, bh, offs_m[None, :], offs_n[:, None], dropout_p)
