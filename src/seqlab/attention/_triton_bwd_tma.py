@@ -22,7 +22,7 @@ import triton.language as tl
 from . import _triton_kernels as kern
 from ._configs import get_config
 from ._fast_launch import launch
-from ._triton_fwd_tma import _desc
+from ._triton_fwd_tma import _desc, _key_range, _load_pair
 
 # SEQLAB_ATTN_TMA=0 turns both TMA paths off; SEQLAB_ATTN_TMA_BWD=0 only this one (benchmarks flip ENABLED).
 ENABLED = os.environ.get("SEQLAB_ATTN_TMA_BWD", "1") != "0"
@@ -62,12 +62,8 @@ def _attn_bwd_dq_tma(
     m0 = pid_m * BLOCK_M
     diag = seqlen_k - seqlen_q
     col = h * HEAD_DIM
-    q = desc_q.load([b, m0, col]).reshape(BLOCK_M, HEAD_DIM)
-    do = desc_do.load([b, m0, col]).reshape(BLOCK_M, HEAD_DIM)
+    q, do = _load_pair(desc_q, desc_do, b, m0, col, BLOCK_M, HEAD_DIM, UPCAST)
     o = desc_o.load([b, m0, col]).reshape(BLOCK_M, HEAD_DIM)
-    if UPCAST:
-        q = q.to(tl.float32)
-        do = do.to(tl.float32)
     offs_m = m0 + tl.arange(0, BLOCK_M)
     stats = b.to(tl.int64) * stride_lb + h * stride_lh
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
@@ -75,33 +71,17 @@ def _attn_bwd_dq_tma(
     lse = tl.load(LSE + stats + offs_m, mask=offs_m < seqlen_q, other=float("inf"))
     lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    # Keys [0, full_hi) need no mask; [full_hi, hi) get the causal and length masks (a zero-filled key row
-    # would add nothing to dQ, but its probability exp2(-lse) can overflow for rows with very negative scores).
-    hi = seqlen_k
-    full_hi = seqlen_k
-    if MASK_N:
-        full_hi = (seqlen_k // BLOCK_N) * BLOCK_N
-    if CAUSAL:
-        hi = tl.minimum(hi, m0 + BLOCK_M + diag)
-        full_hi = tl.minimum(full_hi, ((m0 + diag + 1) // BLOCK_N) * BLOCK_N)
-    hi = tl.maximum(hi, 0)
-    full_hi = tl.maximum(tl.minimum(full_hi, hi), 0)
+    # Keys [full_hi, hi) get the causal and length masks (a zero-filled key row would add nothing to dQ, but
+    # its probability exp2(-lse) can overflow for rows with very negative scores).
+    full_hi, hi = _key_range(m0, seqlen_k, diag, BLOCK_M, BLOCK_N, CAUSAL, MASK_N)
     kcol = hk * HEAD_DIM
     for start_n in range(0, full_hi, BLOCK_N):
-        k = desc_k.load([b, start_n, kcol]).reshape(BLOCK_N, HEAD_DIM)
-        v = desc_v.load([b, start_n, kcol]).reshape(BLOCK_N, HEAD_DIM)
-        if UPCAST:
-            k = k.to(tl.float32)
-            v = v.to(tl.float32)
+        k, v = _load_pair(desc_k, desc_v, b, start_n, kcol, BLOCK_N, HEAD_DIM, UPCAST)
         dq = _dq_tile(dq, q, do, lse, delta, k, v, qk_scale)
     if CAUSAL or MASK_N:
         offs_n0 = tl.arange(0, BLOCK_N)
         for start_n in range(full_hi, hi, BLOCK_N):
-            k = desc_k.load([b, start_n, kcol]).reshape(BLOCK_N, HEAD_DIM)
-            v = desc_v.load([b, start_n, kcol]).reshape(BLOCK_N, HEAD_DIM)
-            if UPCAST:
-                k = k.to(tl.float32)
-                v = v.to(tl.float32)
+            k, v = _load_pair(desc_k, desc_v, b, start_n, kcol, BLOCK_N, HEAD_DIM, UPCAST)
             s = tl.dot(q, tl.trans(k)) * qk_scale
             offs_n = start_n + offs_n0
             keep = (offs_n < seqlen_k)[None, :]
@@ -143,11 +123,7 @@ def _attn_bwd_dkdv_tma(
     n0 = pid_n * BLOCK_N
     diag = seqlen_k - seqlen_q
     kcol = hk * HEAD_DIM
-    k = desc_k.load([b, n0, kcol]).reshape(BLOCK_N, HEAD_DIM)
-    v = desc_v.load([b, n0, kcol]).reshape(BLOCK_N, HEAD_DIM)
-    if UPCAST:
-        k = k.to(tl.float32)
-        v = v.to(tl.float32)
+    k, v = _load_pair(desc_k, desc_v, b, n0, kcol, BLOCK_N, HEAD_DIM, UPCAST)
     offs_n = n0 + tl.arange(0, BLOCK_N)
     offs_m0 = tl.arange(0, BLOCK_M)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
@@ -165,20 +141,12 @@ def _attn_bwd_dkdv_tma(
         col = h * HEAD_DIM
         stats = b64 * stride_lb + h * stride_lh
         for start_m in range(m_lo, full_lo, BLOCK_M):
-            q = desc_q.load([b, start_m, col]).reshape(BLOCK_M, HEAD_DIM)
-            do = desc_do.load([b, start_m, col]).reshape(BLOCK_M, HEAD_DIM)
-            if UPCAST:
-                q = q.to(tl.float32)
-                do = do.to(tl.float32)
+            q, do = _load_pair(desc_q, desc_do, b, start_m, col, BLOCK_M, HEAD_DIM, UPCAST)
             offs_m = start_m + offs_m0
             lse, delta = _load_stats(LSE, DELTA, stats, offs_m, seqlen_q)
             dk, dv = _dkdv_tile(dk, dv, k, v, q, do, lse, delta, offs_m, offs_n, diag, qk_scale, True)
         for start_m in range(full_lo, m_hi, BLOCK_M):
-            q = desc_q.load([b, start_m, col]).reshape(BLOCK_M, HEAD_DIM)
-            do = desc_do.load([b, start_m, col]).reshape(BLOCK_M, HEAD_DIM)
-            if UPCAST:
-                q = q.to(tl.float32)
-                do = do.to(tl.float32)
+            q, do = _load_pair(desc_q, desc_do, b, start_m, col, BLOCK_M, HEAD_DIM, UPCAST)
             offs_m = start_m + offs_m0
             lse, delta = _load_stats(LSE, DELTA, stats, offs_m, seqlen_q)
             dk, dv = _dkdv_tile(dk, dv, k, v, q, do, lse, delta, offs_m, offs_n, diag, qk_scale, False)

@@ -91,6 +91,35 @@ def _desc(t: torch.Tensor, rows: int) -> TensorDescriptor:
 
 
 @triton.jit
+def _load_pair(desc_a, desc_b, b, row, col, ROWS: tl.constexpr, HEAD_DIM: tl.constexpr, UPCAST: tl.constexpr):
+    """Two (ROWS, HEAD_DIM) tiles at the same place of two (B, N, H*D) descriptors (upcast under the
+    interpreter, where bf16 dots are not supported)."""
+    x = desc_a.load([b, row, col]).reshape(ROWS, HEAD_DIM)
+    y = desc_b.load([b, row, col]).reshape(ROWS, HEAD_DIM)
+    if UPCAST:
+        x = x.to(tl.float32)
+        y = y.to(tl.float32)
+    return x, y
+
+
+@triton.jit
+def _key_range(m0, seqlen_k, diag, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
+               MASK_N: tl.constexpr):
+    """(full_hi, hi) for query rows [m0, m0 + BLOCK_M): keys [0, full_hi) are seen by every row and need no
+    mask, [full_hi, hi) need the length/causal mask; full_hi is a multiple of BLOCK_N."""
+    hi = seqlen_k
+    full_hi = seqlen_k
+    if MASK_N:
+        full_hi = (seqlen_k // BLOCK_N) * BLOCK_N
+    if CAUSAL:
+        hi = tl.minimum(hi, m0 + BLOCK_M + diag)
+        full_hi = tl.minimum(full_hi, ((m0 + diag + 1) // BLOCK_N) * BLOCK_N)
+    hi = tl.maximum(hi, 0)
+    full_hi = tl.maximum(tl.minimum(full_hi, hi), 0)
+    return full_hi, hi
+
+
+@triton.jit
 def _tile_update(s, m_i, l_i, acc, v, MASKED: tl.constexpr):
     """One online-softmax step on scores ``s`` (log2 units)."""
     m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -128,32 +157,15 @@ def _attn_fwd_tma(
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    # Keys [0, full_hi) are seen by every row of the block; [full_hi, hi) need the length/causal mask.
-    hi = seqlen_k
-    full_hi = seqlen_k
-    if MASK_N:
-        full_hi = (seqlen_k // BLOCK_N) * BLOCK_N
-    if CAUSAL:
-        hi = tl.minimum(hi, m0 + BLOCK_M + diag)
-        full_hi = tl.minimum(full_hi, ((m0 + diag + 1) // BLOCK_N) * BLOCK_N)
-    hi = tl.maximum(hi, 0)
-    full_hi = tl.maximum(tl.minimum(full_hi, hi), 0)
+    full_hi, hi = _key_range(m0, seqlen_k, diag, BLOCK_M, BLOCK_N, CAUSAL, MASK_N)
     col = hk * HEAD_DIM
     for start_n in range(0, full_hi, BLOCK_N):
-        k = desc_k.load([b, start_n, col]).reshape(BLOCK_N, HEAD_DIM)
-        v = desc_v.load([b, start_n, col]).reshape(BLOCK_N, HEAD_DIM)
-        if UPCAST:
-            k = k.to(tl.float32)
-            v = v.to(tl.float32)
+        k, v = _load_pair(desc_k, desc_v, b, start_n, col, BLOCK_N, HEAD_DIM, UPCAST)
         s = tl.dot(q, tl.trans(k)) * qk_scale
         m_i, l_i, acc = _tile_update(s, m_i, l_i, acc, v, False)
     offs_n0 = tl.arange(0, BLOCK_N)
     for start_n in range(full_hi, hi, BLOCK_N):
-        k = desc_k.load([b, start_n, col]).reshape(BLOCK_N, HEAD_DIM)
-        v = desc_v.load([b, start_n, col]).reshape(BLOCK_N, HEAD_DIM)
-        if UPCAST:
-            k = k.to(tl.float32)
-            v = v.to(tl.float32)
+        k, v = _load_pair(desc_k, desc_v, b, start_n, col, BLOCK_N, HEAD_DIM, UPCAST)
         s = tl.dot(q, tl.trans(k)) * qk_scale
         offs_n = start_n + offs_n0
         keep = (offs_n < seqlen_k)[None, :]
