@@ -96,6 +96,31 @@ def _key_blocks(m0, k_len, diag, window_left, window_right, BLOCK_M: tl.constexp
 
 
 @triton.jit
+def _query_blocks(n0, q_len, k_len, diag, window_left, window_right, BLOCK_M: tl.constexpr,
+                  BLOCK_N: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr):
+    """Query rows that see keys [n0, n0 + BLOCK_N) (j - diag - right <= i <= j - diag + left): returns
+    (lo, full_lo, full_hi, hi); query blocks in [full_lo, full_hi) see every key of the block (no mask),
+    the edges [lo, full_lo), [full_hi, hi) need the mask."""
+    m_lo = 0
+    m_hi = q_len
+    if HAS_RIGHT:
+        m_lo = (tl.maximum(0, n0 - diag - window_right) // BLOCK_M) * BLOCK_M
+    if HAS_LEFT:
+        m_hi = tl.minimum(q_len, n0 + BLOCK_N + window_left - diag)
+    full_lo = m_lo
+    full_hi = (q_len // BLOCK_M) * BLOCK_M
+    if HAS_RIGHT:
+        full_lo = tl.maximum(m_lo, ((n0 + BLOCK_N - 1 - diag - window_right + BLOCK_M - 1) // BLOCK_M) * BLOCK_M)
+    if HAS_LEFT:
+        full_hi = tl.minimum(full_hi, ((n0 - diag + window_left + 1) // BLOCK_M) * BLOCK_M)
+    if n0 + BLOCK_N > k_len:
+        full_hi = full_lo
+    full_lo = tl.minimum(full_lo, m_hi)
+    full_hi = tl.maximum(tl.minimum(full_hi, m_hi), full_lo)
+    return m_lo, full_lo, full_hi, m_hi
+
+
+@triton.jit
 def _seq_bounds(CU, b, seqlen, IS_VARLEN: tl.constexpr):
     if IS_VARLEN:
         start = tl.load(CU + b)
@@ -366,24 +391,8 @@ def _attn_bwd_dkdv(
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
 
-    # Query rows that can see this key block: j - diag - right <= i <= j - diag + left.
-    m_lo = 0
-    m_hi = q_len
-    if HAS_RIGHT:
-        m_lo = (tl.maximum(0, n0 - diag - window_right) // BLOCK_M) * BLOCK_M
-    if HAS_LEFT:
-        m_hi = tl.minimum(q_len, n0 + BLOCK_N + window_left - diag)
-    # Query blocks that see the whole key block need no mask.
-    full_lo = m_lo
-    full_hi = (q_len // BLOCK_M) * BLOCK_M
-    if HAS_RIGHT:
-        full_lo = tl.maximum(m_lo, ((n0 + BLOCK_N - 1 - diag - window_right + BLOCK_M - 1) // BLOCK_M) * BLOCK_M)
-    if HAS_LEFT:
-        full_hi = tl.minimum(full_hi, ((n0 - diag + window_left + 1) // BLOCK_M) * BLOCK_M)
-    if n0 + BLOCK_N > k_len:
-        full_hi = full_lo
-    full_lo = tl.minimum(full_lo, m_hi)
-    full_hi = tl.maximum(tl.minimum(full_hi, m_hi), full_lo)
+    m_lo, full_lo, full_hi, m_hi = _query_blocks(n0, q_len, k_len, diag, window_left, window_right, BLOCK_M,
+                                                 BLOCK_N, HAS_LEFT, HAS_RIGHT)
 
     for g in range(0, group):
         h = hk * group + g

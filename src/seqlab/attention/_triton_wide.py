@@ -37,6 +37,7 @@ from ._triton_kernels import (
     _attn_fwd,
     _dropout_keep,
     _load_rows,
+    _query_blocks,
     _query_tile_t,
     _seq_bounds,
 )
@@ -120,30 +121,6 @@ def wide_config(kernel: str, q: torch.Tensor, masked: bool, seqlen: int) -> dict
                 entry = hit
                 break
     return dict(entry)
-
-
-@triton.jit
-def _query_blocks(n0, q_len, k_len, diag, window_left, window_right, BLOCK_M: tl.constexpr,
-                  BLOCK_N: tl.constexpr, HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr):
-    """Query range that sees keys [n0, n0 + BLOCK_N): (lo, full_lo, full_hi, hi); blocks in
-    [full_lo, full_hi) see every key of the block (no mask), the edges need the mask."""
-    m_lo = 0
-    m_hi = q_len
-    if HAS_RIGHT:
-        m_lo = (tl.maximum(0, n0 - diag - window_right) // BLOCK_M) * BLOCK_M
-    if HAS_LEFT:
-        m_hi = tl.minimum(q_len, n0 + BLOCK_N + window_left - diag)
-    full_lo = m_lo
-    full_hi = (q_len // BLOCK_M) * BLOCK_M
-    if HAS_RIGHT:
-        full_lo = tl.maximum(m_lo, ((n0 + BLOCK_N - 1 - diag - window_right + BLOCK_M - 1) // BLOCK_M) * BLOCK_M)
-    if HAS_LEFT:
-        full_hi = tl.minimum(full_hi, ((n0 - diag + window_left + 1) // BLOCK_M) * BLOCK_M)
-    if n0 + BLOCK_N > k_len:
-        full_hi = full_lo
-    full_lo = tl.minimum(full_lo, m_hi)
-    full_hi = tl.maximum(tl.minimum(full_hi, m_hi), full_lo)
-    return m_lo, full_lo, full_hi, m_hi
 
 
 @triton.jit
@@ -337,18 +314,12 @@ def _wide_bwd_dkdv(
 
 
 def _wflags(q, seqlen_k, cfg_n, wl, wr, alibi, dropout_p, varlen):
-    from ._triton_launch import interpreting
+    # the shared flags; the query order (REV_M) is set per kernel by the plan
+    from ._triton_launch import _flags
 
-    return dict(
-        IS_VARLEN=varlen,
-        HAS_LEFT=wl >= 0,
-        HAS_RIGHT=wr >= 0,
-        HAS_ALIBI=alibi is not None,
-        HAS_DROPOUT=dropout_p > 0.0,
-        MASK_N=varlen or (seqlen_k % cfg_n != 0),
-        UPCAST=interpreting() and q.dtype != torch.float32,
-        DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
-    )
+    flags = _flags(q, seqlen_k, cfg_n, wl, wr, alibi, dropout_p, varlen)
+    del flags["REV_M"]
+    return flags
 
 
 # Launch plans (tile sizes and constexprs) per call signature: the config lookup and flag building cost more
