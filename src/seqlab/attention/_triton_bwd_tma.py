@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..utils.intmath import cdiv
 from . import _triton_kernels as kern
 from ._configs import get_config
 from ._fast_launch import launch
@@ -192,13 +193,13 @@ def tma_bwd(dout, q, k, v, out, lse, scale: float, causal: bool, interpreting: b
     scalars = (lse.stride(0), lse.stride(1), group, seqlen_q, seqlen_k, scale * kern.LOG2E, scale)
 
     bm, bn, opts = _tiles("dq", q, causal, seqlen, interpreting)
-    launch(_attn_bwd_dq_tma, (triton.cdiv(seqlen_q, bm), batch, nheads),
+    launch(_attn_bwd_dq_tma, (cdiv(seqlen_q, bm), batch, nheads),
            (_desc(q, bm), _desc(k, bn), _desc(v, bn), _desc(dout, bm), _desc(out, bm), _desc(dq, bm), lse, delta,
             *scalars),
            dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, MASK_N=seqlen_k % bn != 0, UPCAST=interpreting,
                 **opts), dev)
     bm, bn, opts = _tiles("dkdv", q, causal, seqlen, interpreting)
-    launch(_attn_bwd_dkdv_tma, (triton.cdiv(seqlen_k, bn), batch, nheads_k),
+    launch(_attn_bwd_dkdv_tma, (cdiv(seqlen_k, bn), batch, nheads_k),
            (_desc(q, bm), _desc(k, bn), _desc(v, bn), _desc(dout, bm), _desc(dk, bn), _desc(dv, bn), lse, delta,
             *scalars),
            dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, UPCAST=interpreting, **opts), dev)

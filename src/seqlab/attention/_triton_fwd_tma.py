@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..utils.intmath import cdiv
 from . import _triton_kernels as kern
 from ._fast_launch import launch
 
@@ -189,7 +190,7 @@ def tma_fwd(q, k, v, scale: float, causal: bool, interpreting: bool = False, con
     if out.numel() == 0:
         return out, lse.fill_(float("-inf"))
     bm, bn, warps, stages = config or ((32, 32, 4, 1) if interpreting else CONFIGS[(d, causal)])
-    grid = (triton.cdiv(seqlen_q, bm), batch, nheads)
+    grid = (cdiv(seqlen_q, bm), batch, nheads)
     args = (_desc(q, bm), _desc(k, bn), _desc(v, bn), _desc(out, bm), lse, lse.stride(0), lse.stride(1),
             nheads // nheads_k, seqlen_q, seqlen_k, scale * kern.LOG2E)
     consts = dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, MASK_N=seqlen_k % bn != 0,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 
 import torch
-import triton
 
+from ..utils.intmath import cdiv, next_power_of_2
 from . import _triton_kernels as kern
 from ._configs import get_config
 from ._fast_launch import launch
@@ -28,7 +28,7 @@ def interpreting() -> bool:
 
 
 def _block_d(headdim: int) -> int:
-    return max(16, triton.next_power_of_2(headdim))
+    return max(16, next_power_of_2(headdim))
 
 
 def _cfg(kernel: str, q: torch.Tensor, masked: bool, seqlen: int) -> dict:
@@ -98,7 +98,7 @@ def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_
     cfg = _cfg("fwd", q, masked, max(seqlen_q, seqlen_k))
     bm, bn = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N")
     dummy = lse
-    grid = (triton.cdiv(seqlen_q, bm), batch, nheads)
+    grid = (cdiv(seqlen_q, bm), batch, nheads)
     args = (
         q, k, v, out, lse, probs, seed if seed is not None else dummy,
         alibi if alibi is not None else dummy,
@@ -146,13 +146,13 @@ def triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr,
 
     dev = q.get_device()
     bm, bn = cfg_q.pop("BLOCK_M"), cfg_q.pop("BLOCK_N")
-    launch(kern._attn_bwd_dq, (triton.cdiv(seqlen_q, bm), batch, nheads),
+    launch(kern._attn_bwd_dq, (cdiv(seqlen_q, bm), batch, nheads),
            (q, k, v, dout, lse, delta, dq, *common, out,
             *strides_in, *_strides3(dq, varlen), *_strides3(out, varlen), slb, slh, sab, *scalars),
            dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,
                 **_flags(q, seqlen_k, bn, wl, wr, alibi, dropout_p, varlen), **cfg_q), dev)
     bm, bn = cfg_kv.pop("BLOCK_M"), cfg_kv.pop("BLOCK_N")
-    launch(kern._attn_bwd_dkdv, (triton.cdiv(seqlen_k, bn), batch, nheads_k),
+    launch(kern._attn_bwd_dkdv, (cdiv(seqlen_k, bn), batch, nheads_k),
            (q, k, v, dout, lse, delta, dk, dv, *common,
             *strides_in, *_strides3(dk, varlen), *_strides3(dv, varlen), slb, slh, sab, *scalars),
            dict(HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn,

@@ -17,6 +17,7 @@ import os
 
 import torch
 
+from ..utils.intmath import cdiv, next_power_of_2
 from . import _validate as V
 from ._torch_impl import torch_fwd
 from .ops import use_triton
@@ -49,7 +50,6 @@ def _splits_heuristic(pairs: int, n_tiles: int, sms: int) -> int:
 @functools.lru_cache(maxsize=512)
 def _plan(device_index, dtype, batch, seqlen_q, nheads_k, group, headdim, cache_len, num_splits, cfg):
     """Launch grid, split count and compile-time parameters for one problem shape (cached)."""
-    import triton
 
     rows = seqlen_q * group
     interp = _interpreting()
@@ -58,14 +58,14 @@ def _plan(device_index, dtype, batch, seqlen_q, nheads_k, group, headdim, cache_
     else:
         bm = 16 if rows <= 16 else (32 if rows <= 32 else 64)
         bn, warps, stages = cfg if cfg is not None else (64, 4, 3 if headdim <= 128 else 2)
-    m_blocks = triton.cdiv(rows, bm)
+    m_blocks = cdiv(rows, bm)
     if num_splits <= 0:
-        num_splits = _splits_heuristic(batch * nheads_k * m_blocks, triton.cdiv(cache_len, bn), _sm_count(device_index))
-    block_d = max(16, triton.next_power_of_2(headdim))
+        num_splits = _splits_heuristic(batch * nheads_k * m_blocks, cdiv(cache_len, bn), _sm_count(device_index))
+    block_d = max(16, next_power_of_2(headdim))
     main = dict(HEAD_DIM=headdim, BLOCK_D=block_d, BLOCK_M=bm, BLOCK_N=bn, SPLIT=num_splits > 1,
                 UPCAST=interp and dtype != torch.float32, DOT_PREC="ieee" if dtype == torch.float32 else "tf32",
                 num_warps=warps, num_stages=stages)
-    comb = dict(HEAD_DIM=headdim, BLOCK_D=block_d, BLOCK_S=max(2, min(triton.next_power_of_2(num_splits),
+    comb = dict(HEAD_DIM=headdim, BLOCK_D=block_d, BLOCK_S=max(2, min(next_power_of_2(num_splits),
                                                                        8192 // block_d)), num_warps=4)
     part_numel = batch * nheads_k * num_splits * rows * (headdim + 1) if num_splits > 1 else 0
     launched = {}  # compiled kernels of this plan by launch signature, see _launch
