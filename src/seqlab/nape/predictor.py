@@ -40,6 +40,7 @@ Several seeds are averaged (``ensemble``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -291,6 +292,13 @@ class GENNAPE:
             return s
         z = (np.asarray(gs.proxy, dtype=np.float64) - self.proxy_ref) / self.proxy_scale
         has = np.isfinite(z)
+        if has.any() and not has.all():
+            # Each graph is still scored on its own, but the two groups sit on different scales, so a ranking
+            # across them is not what either would give alone.
+            warnings.warn(f"{int((~has).sum())} of {len(has)} graphs carry no NASWOT score (ONNX, no rectifiers, "
+                          "or above the tracing cost cap) and are predicted by the GNN alone, the others with "
+                          f"the proxy term (weight {w}); rank graphs traced the same way, or trace all with "
+                          "SEQLAB_NAPE_PROXY=0", stacklevel=3)
         out = s.copy()
         out[has] = (1.0 - w) * s[has] + w * z[has]
         return out
