@@ -52,8 +52,10 @@ def mode() -> str:
 def _desc_ok(t: torch.Tensor) -> bool:
     # 3-D view (B, N, H*D): heads and head dim contiguous, the other strides 16-byte multiples.
     b, n, h, d = t.shape
-    return (t.stride(3) == 1 and (t.stride(2) == d or h == 1) and t.data_ptr() % 16 == 0
-            and (t.stride(0) * t.element_size()) % 16 == 0 and (t.stride(1) * t.element_size()) % 16 == 0)
+    sb, sn, sh, sd = t.stride()
+    es = t.element_size()
+    return (sd == 1 and (sh == d or h == 1) and t.data_ptr() % 16 == 0 and (sb * es) % 16 == 0
+            and (sn * es) % 16 == 0)
 
 
 def usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, interpreting: bool) -> bool:
@@ -82,11 +84,12 @@ def _desc(t: torch.Tensor, rows: int) -> TensorDescriptor:
     3 us each, 16 per training step): ``_desc_ok`` has checked alignment and strides, and the block shape
     is a power of two by construction."""
     b, n, h, d = t.shape
+    stride = t.stride()
     desc = object.__new__(TensorDescriptor)
     desc.__dict__.update(_DESC_DEFAULTS)
     desc.base = t
     desc.shape = [b, n, h * d]
-    desc.strides = [t.stride(0), t.stride(1), 1]
+    desc.strides = [stride[0], stride[1], 1]
     desc.block_shape = [1, rows, d]
     return desc
 
