@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from ..utils.intmath import cdiv
+from . import _triton_fwd_tma
 from . import _triton_kernels as kern
 from ._configs import get_config
 from ._fast_launch import launch
@@ -154,6 +155,14 @@ def _attn_bwd_dkdv_tma(
     dk = dk * sm_scale
     desc_dk.store([b, n0, kcol], dk.to(desc_dk.dtype).reshape(1, BLOCK_N, HEAD_DIM))
     desc_dv.store([b, n0, kcol], dv.to(desc_dv.dtype).reshape(1, BLOCK_N, HEAD_DIM))
+
+
+def usable(dout, q, k, v, out, cu_q, wl, wr, alibi, dropout_p, interpreting: bool) -> bool:
+    """Whether a backward call takes these kernels: the TMA forward's scope (``_triton_fwd_tma.usable``) for
+    q/k/v and for dout/out, where ``preferred`` says the H100 measured it faster."""
+    return (ENABLED and _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, False, interpreting)
+            and preferred(q, k, wr == 0, interpreting)
+            and _triton_fwd_tma._desc_ok(dout) and _triton_fwd_tma._desc_ok(out))
 
 
 def preferred(q, k, causal: bool, interpreting: bool) -> bool:

@@ -1,4 +1,6 @@
-"""Host-side launchers for the Triton attention kernels: tile configs, strides, grids.
+"""Host-side launchers for the Triton attention kernels: tile configs, strides, grids, and the choice of
+kernel family (TMA-descriptor kernels for the common case on Hopper, wide-head kernels above head dim 128,
+the general pointer kernels otherwise).
 
 All functions take either the padded layout (``cu_q is None``): q (B, Nq, H, D), k/v (B, Nk, Hk, D),
 log-sum-exp (B, H, Nq); or the varlen layout: q (total_q, H, D), k/v (total_k, Hk, D), int32
@@ -12,6 +14,7 @@ import os
 import torch
 
 from ..utils.intmath import cdiv, next_power_of_2
+from . import _triton_bwd_tma, _triton_fwd_tma
 from . import _triton_kernels as kern
 from ._configs import get_config
 from ._fast_launch import launch
@@ -72,6 +75,9 @@ def _dims(q, k, cu_q, max_q, max_k):
 
 def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs):
     """Returns out (q's shape and dtype), lse (fp32), probs ((B, H, max_q, max_k) fp32 or empty)."""
+    if _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, interpreting()):
+        out, lse = _triton_fwd_tma.tma_fwd(q, k, v, scale, wr == 0, interpreting())
+        return out, lse, lse.new_empty(0)
     if q.shape[-1] > 128:  # wide heads: kernels of _triton_wide (not on the debug path returning probs)
         from . import _triton_wide
 
@@ -117,6 +123,8 @@ def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_
 
 def triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed):
     """Returns dq, dk, dv with the shapes and dtypes of q, k, v."""
+    if _triton_bwd_tma.usable(dout, q, k, v, out, cu_q, wl, wr, alibi, dropout_p, interpreting()):
+        return _triton_bwd_tma.tma_bwd(dout, q, k, v, out, lse, scale, wr == 0, interpreting())
     if q.shape[-1] > 128:  # wide heads: split dK / dV programs of _triton_wide
         from . import _triton_wide
 

@@ -110,28 +110,18 @@ def _torch_bwd_any(dout, q, k, v, out, lse, cu_q, cu_k, scale, wl, wr, alibi, dr
 def _fwd_impl(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs):
     args = (q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs)
     if use_triton(q):
-        from . import _triton_fwd_tma as tma
         from ._triton_launch import triton_fwd
 
         with _device_of(q):
-            if tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, _interpreting()):
-                out, lse = tma.tma_fwd(q, k, v, scale, wr == 0, _interpreting())
-                return out, lse, lse.new_empty(0)
             return triton_fwd(*args)
     return _torch_fwd_any(*args)
 
 
 def _bwd_impl(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed):
     if use_triton(q):
-        from . import _triton_bwd_tma, _triton_fwd_tma
         from ._triton_launch import triton_bwd
 
         with _device_of(q):
-            if (_triton_bwd_tma.ENABLED
-                    and _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, False, _interpreting())
-                    and _triton_bwd_tma.preferred(q, k, wr == 0, _interpreting())
-                    and _triton_fwd_tma.usable(dout, out, out, cu_q, wl, wr, alibi, dropout_p, False, _interpreting())):
-                return _triton_bwd_tma.tma_bwd(dout, q, k, v, out, lse, scale, wr == 0, _interpreting())
             return triton_bwd(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p,
                               seed)
     return _torch_bwd_any(dout, q, k, v, out, lse, cu_q, cu_k, scale, wl, wr, alibi, dropout_p, seed)
