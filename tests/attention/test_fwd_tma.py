@@ -142,3 +142,15 @@ def test_tma_backward_dispatch_rule():
     assert not preferred(*qk(512, 64), causal=True, interpreting=False)
     assert not preferred(*qk(4096, 128), causal=True, interpreting=False)
     assert preferred(*qk(64, 128), causal=True, interpreting=True)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_tma_on_packed_qkv_views(tma_on, causal):
+    # q, k, v as strided views of one (B, N, 3, H, D) tensor: the descriptors take the token stride 3*H*D
+    qkv = torch.randn(2, 70, 3, 2, 64, dtype=torch.bfloat16, requires_grad=True)
+    views = qkv.unbind(2)
+    assert views[0].stride(1) == 3 * 2 * 64 and tma.usable(*views, None, -1, 0, None, 0.0, False, True)
+    check_against_ref(flash_attn_func, *views, torch.bfloat16, causal=causal)
+    out = flash_attn_func(*views, causal=causal)
+    ref = flash_attn_func(*(x.contiguous() for x in views), causal=causal)
+    assert torch.equal(out, ref)
