@@ -202,6 +202,19 @@ def test_nb101_builder():
         spaces.parse_nb101_key("(0, 1)")
 
 
+def test_nb101_published_parameter_count():
+    # The example cell of the NAS-Bench-101 API README (its `module_adjacency` / `module_operations`),
+    # whose record lists 2,694,282 trainable parameters; ops in NASLib's codes (4 conv3x3, 3 conv1x1,
+    # 2 maxpool). With 2 and 4 swapped the count differs, so this pins the op-code convention.
+    adj = np.array([[0, 1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1],
+                    [0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]])
+    count = sum(p.numel() for p in spaces.nb101(adj, [0, 4, 3, 2, 4, 4, 1]).parameters())
+    assert count == 2_694_282
+    assert sum(p.numel() for p in spaces.nb101(adj, [0, 2, 3, 4, 2, 2, 1]).parameters()) != count
+    with pytest.raises(ValueError, match="op code"):
+        spaces.nb101(adj, [0, 5, 3, 2, 4, 4, 1])
+
+
 # ----------------------------------------------------------------------------- loaders (fixtures)
 def _write_fixtures(d):
     archs = [ARCH, "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",

@@ -22,6 +22,8 @@ from . import spaces
 from .graph import NUMERIC_FEATURES, OP_INDEX, OP_TYPES, ComputationGraph
 
 FEATURE_VERSION = 1  # bump when CG features change: invalidates the cache
+# bump per family when its network builder changes (NB-101 v2: NASLib op codes 2 = maxpool, 4 = conv3x3)
+BUILDER_VERSION = {"nb101": 2}
 FAMILIES = ("nb201", "macro", "nb101")
 
 
@@ -389,7 +391,8 @@ def family_graphs(fam: Family, cache: Path | None = None, workers: int = 1, prog
     accuracy terms, but the traced graph differs, so only exact duplicates are shared.
     """
     cache = Path(cache) if cache is not None else cache_dir()
-    path = cache / f"{fam.name}_v{FEATURE_VERSION}_{len(fam)}.npz"
+    bv = BUILDER_VERSION.get(fam.name, 1)
+    path = cache / f"{fam.name}_v{FEATURE_VERSION}{f'b{bv}' if bv > 1 else ''}_{len(fam)}.npz"
     ids_path = path.with_suffix(".ids.json")
     if path.exists() and ids_path.exists():
         cached_ids = json.loads(ids_path.read_text())
@@ -428,16 +431,16 @@ NB101_FLOPS_TOL = 0.05
 def nb101_consistent(fam: Family, gs: GraphSet, tol: float = NB101_FLOPS_TOL) -> np.ndarray:
     """Bool mask ``(N,)`` of NB-101 cells whose traced FLOPs match the file's within ``tol`` (log ratio).
 
-    For most of NASLib's 500 keys the network built from the key (pruned as the NB-101 paper
-    specifies) has FLOPs/params far from those the file lists next to the accuracy, so key and labels
-    may not describe the same network; only the consistent cells are used for training.
+    A guard that key and label describe the same network. With NASLib's op codes read correctly
+    (2 = maxpool3x3, 3 = conv1x1, 4 = conv3x3) all 500 cells of the shared file pass; cells that fail
+    (a different file, or a builder change) are left out of training.
     """
     ratio = gs.flops / 2e6 / fam.flops
     return np.abs(np.log(ratio)) < tol
 
 
 def training_families(folder=None, names=FAMILIES, progress: bool = True) -> dict[str, tuple[GraphSet, np.ndarray]]:
-    """``{family: (GraphSet, accuracy)}`` for :meth:`GENNAPE.fit` (NB-101: consistent cells only)."""
+    """``{family: (GraphSet, accuracy)}`` for :meth:`GENNAPE.fit` (NB-101: cells passing :func:`nb101_consistent`)."""
     out = {}
     for n in names:
         fam = load_family(n, folder)
