@@ -125,25 +125,25 @@ def peak_memory(impl, seqlen, batch=1, nheads=8, d=64, dtype=torch.bfloat16):
         torch.cuda.empty_cache()
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="results/attention_check.json")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--tuned-only", action="store_true", help="only the shipped tuned-table entries")
-    ap.add_argument("--tma-only", action="store_true",
-                    help="only the grid cases the TMA kernels serve (head dims 64/128), then stop")
-    args = ap.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("attention_check needs a CUDA GPU", file=sys.stderr)
-        return 2
-    t0 = time.time()
-    rows = []
+EXTRA = [
+    dict(batch=2, seqlen_q=1000, seqlen_k=1000, nheads=8, nheads_k=2, d=128, dtype=torch.bfloat16, causal=True),
+    dict(batch=2, seqlen_q=1000, seqlen_k=1000, nheads=8, nheads_k=1, d=64, dtype=torch.bfloat16),
+    dict(batch=2, seqlen_q=2000, seqlen_k=2000, nheads=4, nheads_k=4, d=64, dtype=torch.bfloat16,
+         window=(256, 0)),
+    dict(batch=2, seqlen_q=1000, seqlen_k=1100, nheads=4, nheads_k=4, d=96, dtype=torch.bfloat16,
+         window=(100, 50)),
+    dict(batch=2, seqlen_q=1024, seqlen_k=1024, nheads=4, nheads_k=4, d=128, dtype=torch.bfloat16, alibi=True,
+         causal=True),
+    dict(batch=2, seqlen_q=1024, seqlen_k=1024, nheads=4, nheads_k=4, d=64, dtype=torch.float16,
+         dropout_p=0.17),
+    dict(batch=2, seqlen_q=777, seqlen_k=777, nheads=4, nheads_k=4, d=32, dtype=torch.bfloat16, causal=True),
+    dict(batch=2, seqlen_q=512, seqlen_k=512, nheads=4, nheads_k=4, d=160, dtype=torch.float16),
+]
 
-    def dump(partial=True):
-        with open(args.out, "w") as f:
-            json.dump({"info": run_info(), "partial": partial, "n_cases": len(rows),
-                       "n_pass": sum(r["pass"] for r in rows), "cases": rows}, f, indent=1)
 
+def _items(args) -> list[dict]:
+    """The correctness cases in their fixed order: the grid, the extra cases, every shipped tuned-table entry."""
+    items = []
     seqlens = [(1, 1), (113, 113), (257, 1000), (1000, 257), (512, 512), (2048, 2048), (4096, 4096)]
     if not args.quick:
         seqlens += [(8192, 8192), (16384, 16384)]
@@ -153,54 +153,121 @@ def main(argv=None):
                 for sq, sk in seqlens:
                     nheads = max(1, min(8, (2**25) // (sq * sk)))  # keep the fp32 reference in memory
                     batch = 2 if sq * sk <= 4096 * 4096 else 1
-                    rows.append(check_case(batch, sq, sk, nheads, nheads, d, dtype, causal=causal))
-                    print(f"{rows[-1]['dtype']} d={d} causal={causal} {sq}x{sk}: "
-                          f"{'pass' if rows[-1]['pass'] else 'FAIL'} out={rows[-1]['out']['max_err']:.2e} "
-                          f"(pt {rows[-1]['out']['pt_max_err']:.2e})", flush=True)
-                    dump()
+                    items.append(dict(kind="grid", kw=dict(batch=batch, seqlen_q=sq, seqlen_k=sk, nheads=nheads,
+                                                           nheads_k=nheads, d=d, dtype=dtype, causal=causal)))
     if args.tma_only:
-        dump(partial=False)
-        print(f"{sum(r['pass'] for r in rows)}/{len(rows)} cases pass "
-              f"({sum(r['tma_forward'] for r in rows)} on the TMA path)")
-        return 0 if all(r["pass"] for r in rows) else 1
-    extra = [
-        dict(batch=2, seqlen_q=1000, seqlen_k=1000, nheads=8, nheads_k=2, d=128, dtype=torch.bfloat16, causal=True),
-        dict(batch=2, seqlen_q=1000, seqlen_k=1000, nheads=8, nheads_k=1, d=64, dtype=torch.bfloat16),
-        dict(batch=2, seqlen_q=2000, seqlen_k=2000, nheads=4, nheads_k=4, d=64, dtype=torch.bfloat16,
-             window=(256, 0)),
-        dict(batch=2, seqlen_q=1000, seqlen_k=1100, nheads=4, nheads_k=4, d=96, dtype=torch.bfloat16,
-             window=(100, 50)),
-        dict(batch=2, seqlen_q=1024, seqlen_k=1024, nheads=4, nheads_k=4, d=128, dtype=torch.bfloat16, alibi=True,
-             causal=True),
-        dict(batch=2, seqlen_q=1024, seqlen_k=1024, nheads=4, nheads_k=4, d=64, dtype=torch.float16,
-             dropout_p=0.17),
-        dict(batch=2, seqlen_q=777, seqlen_k=777, nheads=4, nheads_k=4, d=32, dtype=torch.bfloat16, causal=True),
-        dict(batch=2, seqlen_q=512, seqlen_k=512, nheads=4, nheads_k=4, d=160, dtype=torch.float16),
-    ]
-    for kw in extra if not args.tuned_only else ():
-        rows.append(check_case(**kw))
-        print(f"extra {kw}: {'pass' if rows[-1]['pass'] else 'FAIL'}", flush=True)
+        return items
+    items += [dict(kind="extra", kw=kw) for kw in (EXTRA if not args.tuned_only else ())]
     # Every entry of the shipped tuned table, forced on one ragged shape (seqlen not a multiple of any tile),
     # so each tile config a user can get is checked, not only the ones the shapes above happen to select.
     # The TMA forward (on by default on Hopper) would take these shapes and bypass the forced pointer-kernel
-    # config, so it is switched off here; the grid above runs with it on.
-    table = _table(device_key())
+    # config, so it is switched off for these; the grid above runs with it on.
+    for key, cfg in sorted(_table(device_key()).items()):
+        items.append(dict(kind="tuned", key=key, cfg=cfg))
+    return items
+
+
+def _run_item(item) -> dict:
+    if item["kind"] != "tuned":
+        row = check_case(**item["kw"])
+        if item["kind"] == "grid":
+            print(f"{row['dtype']} d={row['headdim']} causal={row['causal']} {row['seqlen_q']}x{row['seqlen_k']}: "
+                  f"{'pass' if row['pass'] else 'FAIL'} out={row['out']['max_err']:.2e} "
+                  f"(pt {row['out']['pt_max_err']:.2e})", flush=True)
+        else:
+            print(f"extra {item['kw']}: {'pass' if row['pass'] else 'FAIL'}", flush=True)
+        return row
+    key, cfg = item["key"], item["cfg"]
+    kernel, hd, _, masked, _ = key.split("|")
     tma_env = os.environ.get("SEQLAB_ATTN_TMA")
     os.environ["SEQLAB_ATTN_TMA"] = "0"
-    for key, cfg in sorted(table.items()):
-        kernel, hd, _, masked, _ = key.split("|")
-        set_override(kernel, cfg)
-        try:
-            rows.append(check_case(2, 1000, 1000, 4, 4, int(hd[1:]), torch.bfloat16, causal=masked == "masked"))
-        finally:
-            set_override(kernel, None)
-        rows[-1]["tuned_config"] = {"key": key, **cfg}
-        print(f"tuned {key} {cfg}: {'pass' if rows[-1]['pass'] else 'FAIL'}", flush=True)
+    set_override(kernel, cfg)
+    try:
+        row = check_case(2, 1000, 1000, 4, 4, int(hd[1:]), torch.bfloat16, causal=masked == "masked")
+    finally:
+        set_override(kernel, None)
+        if tma_env is None:
+            os.environ.pop("SEQLAB_ATTN_TMA")
+        else:
+            os.environ["SEQLAB_ATTN_TMA"] = tma_env
+    row["tuned_config"] = {"key": key, **cfg}
+    print(f"tuned {key} {cfg}: {'pass' if row['pass'] else 'FAIL'}", flush=True)
+    return row
+
+
+def _run_parallel(args, items, jobs) -> list[dict]:
+    """The cases split over ``jobs`` worker processes (case i to worker i % jobs): Triton compiles each kernel
+    variant on the CPU, which is most of this script's time; the workers share the GPU (correctness only)."""
+    import subprocess
+    import tempfile
+
+    tmp = tempfile.mkdtemp()
+    base = [flag for flag, on in (("--quick", args.quick), ("--tuned-only", args.tuned_only),
+                                  ("--tma-only", args.tma_only)) if on]
+    procs = []
+    for i in range(jobs):
+        out = os.path.join(tmp, f"worker{i}.json")
+        cmd = [sys.executable, os.path.abspath(__file__), *base, "--worker", f"{i}/{jobs}", "--worker-out", out]
+        procs.append((subprocess.Popen(cmd), out))
+    found = {}
+    for proc, out in procs:
+        proc.wait()
+        if os.path.exists(out):
+            with open(out) as f:
+                found.update({int(k): v for k, v in json.load(f).items()})
+    missing = [i for i in range(len(items)) if i not in found]
+    if missing:  # a worker died: say so in the results rather than dropping the cases
+        print(f"{len(missing)} cases missing from the workers: {missing[:10]}", flush=True)
+        for i in missing:
+            found[i] = {"item": str(items[i]), "pass": False, "error": "worker did not report"}
+    return [found[i] for i in range(len(items))]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="results/attention_check.json")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tuned-only", action="store_true", help="only the shipped tuned-table entries")
+    ap.add_argument("--tma-only", action="store_true",
+                    help="only the grid cases the TMA kernels serve (head dims 64/128), then stop")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="worker processes for the case list (compilation is most of the time)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("attention_check needs a CUDA GPU", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    items = _items(args)
+    if args.worker:
+        i, n = (int(x) for x in args.worker.split("/"))
+        done = {}
+        for idx in range(i, len(items), n):
+            done[idx] = _run_item(items[idx])
+            with open(args.worker_out, "w") as f:
+                json.dump(done, f)
+        return 0
+    rows = []
+
+    def dump(partial=True):
+        with open(args.out, "w") as f:
+            json.dump({"info": run_info(), "partial": partial, "n_cases": len(rows),
+                       "n_pass": sum(r["pass"] for r in rows), "cases": rows, "jobs": args.jobs,
+                       "seconds": time.time() - t0}, f, indent=1)
+
+    if args.jobs > 1:
+        rows += _run_parallel(args, items, args.jobs)
         dump()
-    if tma_env is None:
-        os.environ.pop("SEQLAB_ATTN_TMA")
     else:
-        os.environ["SEQLAB_ATTN_TMA"] = tma_env
+        for item in items:
+            rows.append(_run_item(item))
+            dump()
+    if args.tma_only:
+        dump(partial=False)
+        print(f"{sum(r['pass'] for r in rows)}/{len(rows)} cases pass "
+              f"({sum(bool(r.get('tma_forward')) for r in rows)} on the TMA path)")
+        return 0 if all(r["pass"] for r in rows) else 1
     if args.tuned_only:
         dump(partial=False)
         print(f"{sum(r['pass'] for r in rows)}/{len(rows)} tuned entries pass")

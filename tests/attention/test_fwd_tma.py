@@ -141,6 +141,8 @@ def test_tma_backward_dispatch_rule():
     assert preferred(*qk(4096, 64), causal=True, interpreting=False)
     assert not preferred(*qk(512, 64), causal=True, interpreting=False)
     assert not preferred(*qk(4096, 128), causal=True, interpreting=False)
+    assert preferred(*qk(2048, 128), causal=True, interpreting=False)
+    assert preferred(*qk(512, 128), causal=True, interpreting=False)
     assert preferred(*qk(64, 128), causal=True, interpreting=True)
 
 
@@ -154,3 +156,25 @@ def test_tma_on_packed_qkv_views(tma_on, causal):
     out = flash_attn_func(*views, causal=causal)
     ref = flash_attn_func(*(x.contiguous() for x in views), causal=causal)
     assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("scale", [0.3, -0.2, 0.0])
+def test_tma_forward_softmax_scale(tma_on, monkeypatch, scale):
+    # The TMA forward keeps its running max in scaled units (the scale is folded into one FMA per score), which
+    # needs scale > 0: a positive custom scale runs on it, zero/negative scales take the pointer kernel.
+    calls = []
+    real = tma.tma_fwd
+    monkeypatch.setattr(tma, "tma_fwd", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    q, k, v = rand_qkv(2, 77, 77, 2, 1, 64, torch.bfloat16)
+    check_against_ref(flash_attn_func, q, k, v, torch.bfloat16, causal=True, softmax_scale=scale)
+    assert bool(calls) == (scale > 0)
+    with pytest.raises(ValueError, match="positive softmax scale"):
+        real(q.detach(), k.detach(), v.detach(), -1.0, True, interpreting=True)
+
+
+def test_tma_forward_tile_choice():
+    # v5 probe: causal head dim 64 takes 64-row query tiles up to seqlen 2048 and 8 warps above
+    assert tma.config_for(64, True, 2048) == (64, 64, 4, 3)
+    assert tma.config_for(64, True, 4096) == (128, 64, 8, 3)
+    assert tma.config_for(64, False, 512) == tma.CONFIGS[(64, False)]
+    assert tma.config_for(128, True, 512) == tma.CONFIGS[(128, True)]

@@ -166,14 +166,19 @@ def usable(dout, q, k, v, out, cu_q, wl, wr, alibi, dropout_p, interpreting: boo
 
 
 def preferred(q, k, causal: bool, interpreting: bool) -> bool:
-    """Whether to take the TMA backward for a call in its scope. From the H100 A/B run
-    (``results/attention_tma_ab.json``, commit 45c9371; one run, about +-5% noise per cell): every non-causal
-    case gained 5-17% and causal head dim 64 from seqlen 1k gained 1-11%; causal at seqlen 512 lost (0.67-0.76x)
-    and causal head dim 128 was mixed (0.94-1.12x; it runs with tiles tuned for the pointer kernels), so those
-    keep the pointer kernels. The interpreter (tests) always takes it."""
+    """Whether to take the TMA backward for a call in its scope. From H100 A/B runs (one run each, about +-5%
+    noise per cell). ``results/attention_tma_ab.json`` (commit 45c9371): every non-causal case gained 5-17%,
+    causal head dim 64 from seqlen 1k gained 1-11%. ``results/attention_probe_v5.json`` (commit 35ba982, both
+    backwards with the shipped tiles, interleaved): causal head dim 128 at seqlen 512/1k/2k +8/+10/+7%, at
+    4k-16k 0.91-0.98x (no TMA-only tile choice won clearly: 0.98-1.05x); causal head dim 64 at 512 0.99x. So
+    causal head dim 128 takes it up to seqlen 2048, causal head dim 64 above 512. The interpreter (tests)
+    always takes it."""
     if interpreting or not causal:
         return True
-    return q.shape[-1] == 64 and max(q.shape[1], k.shape[1]) > 512
+    seqlen = max(q.shape[1], k.shape[1])
+    if q.shape[-1] == 64:
+        return seqlen > 512
+    return seqlen <= 2048
 
 
 def _tiles(kernel, q, causal, seqlen, interpreting):

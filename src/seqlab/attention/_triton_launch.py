@@ -75,7 +75,8 @@ def _dims(q, k, cu_q, max_q, max_k):
 
 def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_p, seed, return_probs):
     """Returns out (q's shape and dtype), lse (fp32), probs ((B, H, max_q, max_k) fp32 or empty)."""
-    if _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, interpreting()):
+    # (the TMA forward folds the scale into its running max, which needs scale > 0)
+    if scale > 0.0 and _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, interpreting()):
         out, lse = _triton_fwd_tma.tma_fwd(q, k, v, scale, wr == 0, interpreting())
         return out, lse, lse.new_empty(0)
     if q.shape[-1] > 128:  # wide heads: kernels of _triton_wide (not on the debug path returning probs)
