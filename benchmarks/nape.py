@@ -11,6 +11,15 @@ samples of the held-out family (5 draws) and scored on the remaining architectur
 FLOPs and params (as listed in the data files), and the zero-cost proxies of the shared files.
 With ``--ship PATH`` the predictor is also trained on all three families and saved (the shipped
 ``seqlab/nape/pretrained/gennape.pt``).
+
+With ``--proxy-scores DIR`` (``DIR/<family>_proxies.csv``, columns ``id`` and ``naswot``: the data-free
+NASWOT score of each network, e.g. results/nape_run8) the NASWOT term is evaluated too: its weight ``w``
+for a held-out family is chosen by leave-one-family-out *within* the two training families
+(:func:`seqlab.nape.predictor.select_proxy_weight`, two extra fits), the outer zero-shot row "GENNAPE +
+NASWOT" uses that ``w``, the outer SRCC over the whole grid is stored for reference only, and two more
+50-shot rows are added (the zero-shot ``w`` kept; ``w`` chosen by cross-validation on the 50 samples). When
+all three families are evaluated (or merged), the weight for the shipped predictor is the grid point with
+the best mean outer SRCC (three-family leave-one-family-out).
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ import numpy as np
 import torch
 
 from seqlab.nape import data
+from seqlab.nape.cli import read_proxy_scores
 from seqlab.nape.metrics import all_metrics
-from seqlab.nape.predictor import GENNAPE, select_beta
+from seqlab.nape.predictor import GENNAPE, select_beta, select_proxy_weight
 
 
 def _git_commit() -> str | None:
@@ -85,6 +95,8 @@ def main(argv=None) -> int:
     ap.add_argument("--struct-features", action="store_true",
                     help="append the structural graph features (data.STRUCT_FEATURES) to the embedding")
     ap.add_argument("--select-epochs", type=int, default=15)
+    ap.add_argument("--proxy-scores", default=None,
+                    help="folder of <family>_proxies.csv NASWOT scores: also evaluate the NASWOT term")
     ap.add_argument("--merge", default=None,
                     help="comma-separated output folders of runs over disjoint --families (e.g. run in parallel "
                          "on a small CPU): merge their results into --out, with one plot")
@@ -100,6 +112,11 @@ def main(argv=None) -> int:
     if args.struct_features:  # once per family: select() slices them for training subsets and fine-tune draws
         for g in graphs.values():
             g.structure()
+    if args.proxy_scores:
+        for n, g in graphs.items():
+            idx, sc = read_proxy_scores(args.proxy_scores, n, args.data)
+            g.proxy = np.full(len(g), np.nan)
+            g.proxy[idx] = sc
     masks = {n: np.ones(len(fams[n]), bool) for n in fams}
     masks["nb101"] = data.nb101_consistent(fams["nb101"], graphs["nb101"])
     cfg = dict(ensemble=args.ensemble, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
@@ -114,8 +131,10 @@ def main(argv=None) -> int:
                  "threads": torch.get_num_threads(), "nb101_consistent_cells": int(masks["nb101"].sum()),
                  "families": {n: len(f) for n, f in fams.items()}},
         "sanity": {},
-        "zero_shot": {}, "fine_tune": {}, "baselines": {},
+        "zero_shot": {}, "fine_tune": {}, "fine_tune_more": {}, "baselines": {}, "proxy": {},
     }
+    if args.proxy_scores:
+        results["meta"]["proxy_scores"] = args.proxy_scores
     # Sanity: our traced FLOPs vs the files' (rank agreement) and FLOPs-accuracy SRCC.
     for n, f in fams.items():
         results["sanity"][n] = {"srcc_cg_flops_vs_file_flops": all_metrics(graphs[n].flops, f.flops, False)["srcc"],
@@ -159,6 +178,9 @@ def main(argv=None) -> int:
         base = {"flops": all_metrics(f.flops, f.acc, False), "params": all_metrics(f.params, f.acc, False)}
         for p, v in f.proxies.items():
             base[f"zc:{p}"] = all_metrics(v, f.acc, False)
+        if gs.proxy is not None:
+            ok = np.isfinite(gs.proxy)
+            base["naswot (data-free, seqlab)"] = all_metrics(gs.proxy[ok], f.acc[ok], False)
         if held == "nb101":
             m = masks["nb101"]
             base["flops (consistent cells)"] = all_metrics(f.flops[m], f.acc[m], False)
@@ -175,30 +197,67 @@ def main(argv=None) -> int:
         plain = GENNAPE(device=device, **dict(cfg, beta=beta, pretrain_epochs=0, clusters=1)).fit(
             train, seed=0, progress=False)
         res["GNN (no CL, 1 head)"] = all_metrics(plain.predict(gs), f.acc)
+        mixed = None
+        if gs.proxy is not None:
+            # w from the training families alone, then the outer model with the training families' constants
+            w, sel = select_proxy_weight(train, device=device, **dict(cfg, beta=beta))
+            mixed = copy.deepcopy(model).set_proxy({n: t[0].proxy for n, t in train.items()}, w)
+            preds[held] = mixed.predict(gs)
+            res["GENNAPE + NASWOT (w by inner LOFO)"] = all_metrics(preds[held], f.acc)
+            s0 = model.score(gs)
+            results["proxy"][held] = {"w": w, "inner": sel, "outer_curve_reported_only": {
+                "grid": sel["grid"], "srcc": [all_metrics(mixed._mix_proxy(s0, gs, v), f.acc)["srcc"]
+                                              for v in sel["grid"]]}}
         results["zero_shot"][held] = res
         save()
         # fine-tuning on `shots` random samples, evaluated on the rest
-        ft = []
+        ft, more = [], {}
         for d in range(args.draws):
             rng = np.random.default_rng(1000 + d)
             pick = rng.choice(len(f), size=args.shots, replace=False)
             rest = np.setdiff1d(np.arange(len(f)), pick)
             m2 = copy.deepcopy(model).fine_tune(gs.select(pick), f.acc[pick], n=args.shots, seed=d)
             ft.append(all_metrics(m2.predict(gs.select(rest)), f.acc[rest]))
-        results["fine_tune"][held] = {
-            k: {"mean": float(np.mean([r[k] for r in ft])), "std": float(np.std([r[k] for r in ft]))}
-            for k in ("srcc", "kendall", "ndcg10", "mae")
-        }
-        results["fine_tune"][held]["draws"] = ft
+            if mixed is not None:
+                variants = {"GENNAPE + NASWOT (50-shot, zero-shot w kept)": (mixed, None),
+                            "GENNAPE + NASWOT (50-shot, w by 5-fold CV on the samples)": (model, "cv")}
+                for name, (base_model, how) in variants.items():
+                    m3 = copy.deepcopy(base_model).fine_tune(gs.select(pick), f.acc[pick], n=args.shots, seed=d,
+                                                             proxy=how)
+                    r3 = all_metrics(m3.predict(gs.select(rest)), f.acc[rest])
+                    r3["w"] = m3.cfg.proxy_weight
+                    more.setdefault(name, []).append(r3)
+        results["fine_tune"][held] = _summary(ft)
+        if more:
+            results["fine_tune_more"][held] = {name: _summary(v) for name, v in more.items()}
         results["zero_shot"][held]["time_s"] = round(time.time() - t0, 1)
         save()
         print(f"[{held}] zero-shot {res['GENNAPE']['srcc']:.3f}  plain {res['GNN (no CL, 1 head)']['srcc']:.3f}  "
               f"ft {results['fine_tune'][held]['srcc']['mean']:.3f}  ({time.time() - t0:.0f}s)", flush=True)
     np.savez_compressed(out / "nape_preds.npz", **{k: v.astype(np.float32) for k, v in preds.items()})
-    plot(fams, preds, out / "nape_pred_vs_true.png")
+    plot(fams, preds, out / "nape_pred_vs_true.png", " + NASWOT" if args.proxy_scores else "")
+    _ship_weight(results)
     save()
     print(markdown(results))
     return 0
+
+
+def _summary(draws: list[dict]) -> dict:
+    out = {k: {"mean": float(np.mean([r[k] for r in draws])), "std": float(np.std([r[k] for r in draws]))}
+           for k in ("srcc", "kendall", "ndcg10", "mae")}
+    out["draws"] = draws
+    return out
+
+
+def _ship_weight(results: dict) -> None:
+    """Three-family leave-one-family-out weight for the shipped predictor: each two-family model scored on its
+    third family, mean SRCC over the grid, first maximum (needs all three held-out families)."""
+    curves = {h: v["outer_curve_reported_only"] for h, v in results.get("proxy", {}).items()}
+    if set(curves) != set(data.FAMILIES):
+        return
+    grid = next(iter(curves.values()))["grid"]
+    mean = np.mean([c["srcc"] for c in curves.values()], axis=0)
+    results["proxy_ship"] = {"w": grid[int(np.argmax(mean))], "grid": grid, "mean_srcc": [float(v) for v in mean]}
 
 
 def merge(parts: list[Path], out: Path, folder=None) -> int:
@@ -212,7 +271,7 @@ def merge(parts: list[Path], out: Path, folder=None) -> int:
     merged["meta"]["command"] = " ; ".join(r["meta"].get("command", "") for r in runs)
     merged["meta"]["elapsed_s"] = max(r["meta"].get("elapsed_s", 0) for r in runs)  # the parts ran in parallel
     for r in runs[1:]:
-        for k in ("zero_shot", "fine_tune", "baselines", "beta_selection"):
+        for k in ("zero_shot", "fine_tune", "fine_tune_more", "baselines", "beta_selection", "proxy"):
             merged.setdefault(k, {}).update(r.get(k, {}))
         if "ship" in r["meta"]:
             merged["meta"]["ship"] = r["meta"]["ship"]
@@ -221,11 +280,12 @@ def merge(parts: list[Path], out: Path, folder=None) -> int:
         if (p / "nape_preds.npz").exists():
             preds.update(dict(np.load(p / "nape_preds.npz")))
     fams = {n: data.load_family(n, folder) for n in preds}
+    _ship_weight(merged)
     (out / "nape.json").write_text(json.dumps(merged, indent=2))
     (out / "nape.md").write_text(markdown(merged))
     if preds:
         np.savez_compressed(out / "nape_preds.npz", **preds)
-        plot(fams, preds, out / "nape_pred_vs_true.png")
+        plot(fams, preds, out / "nape_pred_vs_true.png", " + NASWOT" if merged["meta"].get("proxy_scores") else "")
     print(markdown(merged))
     return 0
 
@@ -253,6 +313,11 @@ def markdown(r: dict) -> str:
             cell = {k: f"{ft[k]['mean']:.3f} ± {ft[k]['std']:.3f}" for k in ("srcc", "kendall", "ndcg10", "mae")}
             lines.append(f"| {held} | GENNAPE (50-shot fine-tune) | {cell['srcc']} | {cell['kendall']} | "
                          f"{cell['ndcg10']} | {cell['mae']} | {len(ft['draws'])} draws |")
+        for name, ft in r.get("fine_tune_more", {}).get(held, {}).items():
+            cell = {k: f"{ft[k]['mean']:.3f} ± {ft[k]['std']:.3f}" for k in ("srcc", "kendall", "ndcg10", "mae")}
+            ws = ", ".join(f"{d['w']:g}" for d in ft["draws"])
+            lines.append(f"| {held} | {name} | {cell['srcc']} | {cell['kendall']} | {cell['ndcg10']} | "
+                         f"{cell['mae']} | {len(ft['draws'])} draws (w {ws}) |")
         for name, m in sorted(r["baselines"].get(held, {}).items(), key=lambda kv: -np.nan_to_num(kv[1]["srcc"])):
             lines.append(f"| {held} | {name} | {fmt(m['srcc'])} | {fmt(m['kendall'])} | {fmt(m['ndcg10'])} | "
                          f" | {m['n']} |")
@@ -264,12 +329,24 @@ def markdown(r: dict) -> str:
         lines += ["", "FLOPs-prior weight chosen by inner leave-one-family-out on the training families:", ""]
         for k, v in r["beta_selection"].items():
             lines.append(f"- {k}: beta = {v['beta']} (inner SRCC {v['inner_lofo_srcc']})")
+    if r.get("proxy"):
+        lines += ["", "NASWOT weight w (grid 0, 0.1, ..., 1; first maximum): inner = leave-one-family-out within "
+                  "the two training families (the choice); outer = the held-out family's SRCC over the grid "
+                  "(reported only, chooses nothing):", ""]
+        for h, v in r["proxy"].items():
+            inner = " / ".join(f"{x:.3f}" for x in v["inner"]["mean"])
+            outer = " / ".join(f"{x:.3f}" for x in v["outer_curve_reported_only"]["srcc"])
+            lines.append(f"- {h}: w = {v['w']}; inner mean SRCC {inner}; outer {outer}")
+    if r.get("proxy_ship"):
+        ps = r["proxy_ship"]
+        lines.append(f"- shipped predictor: w = {ps['w']} (mean of the three outer curves: "
+                     + " / ".join(f"{x:.3f}" for x in ps["mean_srcc"]) + ")")
     if "ship" in r["meta"]:
         lines += ["", f"Shipped predictor: {r['meta']['ship']}"]
     return "\n".join(lines) + "\n"
 
 
-def plot(fams, preds, path):
+def plot(fams, preds, path, title_suffix=""):
     try:
         import matplotlib
 
@@ -286,7 +363,8 @@ def plot(fams, preds, path):
         ax.scatter(fams[n].acc, preds[n], s=3, alpha=0.4)
         ax.set_xlabel("true accuracy (%)")
         ax.set_ylabel("predicted (%)")
-        ax.set_title(f"{n} zero-shot (SRCC {all_metrics(preds[n], fams[n].acc)['srcc']:.3f})")
+        ax.set_title(f"{n} zero-shot{title_suffix} (SRCC {all_metrics(preds[n], fams[n].acc)['srcc']:.3f})",
+                     fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -315,3 +315,32 @@ def test_fine_tune_proxy_option_cv_weight_and_errors():
         copy.deepcopy(model).fine_tune(gb, yb, n=12, epochs=1, proxy=1.5)
     with pytest.raises(ValueError, match="at least 10"):
         copy.deepcopy(model).fine_tune(gb, yb, n=6, epochs=1, proxy="cv")
+
+
+def test_select_proxy_weight_follows_the_proxy_and_validates_input():
+    pytest.importorskip("torch_geometric")
+    from seqlab.nape.predictor import select_proxy_weight
+
+    torch.manual_seed(0)
+    fams = {}
+    for name, seed, widths in (("a", 0, [4, 8, 16]), ("b", 1, [6, 12]), ("c", 2, [5, 10, 20])):
+        graphs, acc = _family(16, seed, widths)
+        fams[name] = (nd.GraphSet.from_graphs(graphs), acc)
+    cfg = dict(device="cpu", min_val=10, ensemble=1, epochs=1, pretrain_epochs=0, batch_size=16, hidden=8,
+               layers=1, clusters=1)
+    # a proxy that is the label itself: every validation curve rises to w = 1
+    for gs, acc in fams.values():
+        gs.proxy = acc + 1000.0
+    w, info = select_proxy_weight(fams, **cfg)
+    assert w == 1.0 and info["grid"][-1] == 1.0 and set(info["per_family"]) == {"a", "b", "c"}
+    assert info["mean"][-1] == pytest.approx(1.0) and info["mean"][-1] > info["mean"][0]
+    # the reversed label: the proxy only hurts, so it is switched off
+    for gs, acc in fams.values():
+        gs.proxy = 1000.0 - acc
+    w, info = select_proxy_weight(fams, **cfg)
+    assert w < 0.5 and info["mean"][-1] == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="at least 2 training families"):
+        select_proxy_weight({"a": fams["a"]}, **cfg)
+    fams["b"][0].proxy = None
+    with pytest.raises(ValueError, match="'b'"):
+        select_proxy_weight(fams, **cfg)
