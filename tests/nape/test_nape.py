@@ -428,3 +428,26 @@ def test_percent_map_is_strictly_monotone_far_outside_the_training_range():
     assert (np.diff(p) > 0).all() and (p > 0).all() and (p < 100).all()
     inside = (p > 2) & (p < 98)
     np.testing.assert_allclose(p[inside], m.mu + m.sd * s[inside])
+
+
+def test_cli_train_attaches_proxy_scores_and_checks_the_weight(tmp_path, monkeypatch):
+    pytest.importorskip("torch_geometric")
+    from seqlab import cli
+    from seqlab.nape.predictor import GENNAPE
+
+    _write_fixtures(tmp_path)
+    monkeypatch.setenv("SEQLAB_CACHE", str(tmp_path / "cache"))
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    for name, vals in (("nb201", [700.0, 720.0, 640.0]), ("macro", [500.0, 560.0, 600.0, 580.0])):
+        ids = nd.load_family(name, tmp_path).ids  # NB-201 arch strings and Macro codes hold no commas
+        (scores / f"{name}_proxies.csv").write_text("id,naswot\n" + "".join(f"{a},{v}\n" for a, v in zip(ids, vals)))
+    base = ["nape", "train", "--data", str(tmp_path), "--families", "nb201,macro", "--device", "cpu",
+            "--ensemble", "1", "--epochs", "1", "--pretrain-epochs", "0", "--proxy-scores", str(scores)]
+    for bad in ("2", "abc"):
+        with pytest.raises(ValueError, match="proxy-weight"):
+            cli.main(base + ["--proxy-weight", bad, "--out", str(tmp_path / "x.pt")])
+    assert cli.main(base + ["--proxy-weight", "0.4", "--out", str(tmp_path / "m.pt")]) == 0
+    m = GENNAPE.load(tmp_path / "m.pt", device="cpu")
+    assert m.cfg.proxy_weight == pytest.approx(0.4)
+    assert m.proxy_ref == pytest.approx(np.mean([np.mean([700, 720, 640]), np.mean([500, 560, 600, 580])]))

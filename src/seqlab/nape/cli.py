@@ -79,26 +79,37 @@ def read_proxy_scores(folder, family: str, data_folder=None):
     return np.array([pos[r["id"]] for r in rows], dtype=np.int64), np.array([float(r["naswot"]) for r in rows])
 
 
-def training_proxy_scores(folder, names, data_folder=None) -> dict:
-    """``{family: NASWOT scores}`` of the training networks that have one (NB-101: its consistent cells
-    only, as :func:`seqlab.nape.data.training_families` trains on them), for :meth:`GENNAPE.set_proxy`."""
+def attach_proxy_scores(fams: dict, folder, data_folder=None) -> dict:
+    """Set ``GraphSet.proxy`` (NaN where a network has no stored score) on the training sets of
+    :func:`seqlab.nape.data.training_families`, from ``<folder>/<family>_proxies.csv``; returns ``fams``."""
+    import numpy as np
+
     from . import data
 
-    out = {}
-    for n in names:
+    for n, (gs, _) in fams.items():
+        fam = data.load_family(n, data_folder)
+        keep = np.arange(len(fam))
+        if n == "nb101":  # training_families keeps these cells only
+            keep = np.flatnonzero(data.nb101_consistent(fam, data.family_graphs(fam, progress=False)))
         idx, sc = read_proxy_scores(folder, n, data_folder)
-        if n == "nb101":
-            fam = data.load_family(n, data_folder)
-            keep = data.nb101_consistent(fam, data.family_graphs(fam, progress=False))[idx]
-            sc = sc[keep]
-        out[n] = sc
-    return out
+        full = np.full(len(fam), np.nan)
+        full[idx] = sc
+        gs.proxy = full[keep]
+    return fams
 
 
 def _cmd_train(args) -> int:
-    from . import data
-    from .predictor import GENNAPE, PRETRAINED, select_beta
+    import numpy as np
 
+    from . import data
+    from .predictor import GENNAPE, PRETRAINED, select_beta, select_proxy_weight
+
+    try:
+        ok = args.proxy_weight == "auto" or 0.0 <= float(args.proxy_weight) <= 1.0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"--proxy-weight must be 'auto' or a number in [0, 1], got {args.proxy_weight!r}")
     fams = data.training_families(args.data, args.families.split(","))
     cfg = dict(ensemble=args.ensemble, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
                max_graphs_per_family=args.max_graphs, batch_size=args.batch_size, rank_targets=args.rank_targets,
@@ -108,13 +119,22 @@ def _cmd_train(args) -> int:
         print(f"beta = {beta} (inner leave-one-family-out SRCC {scores})")
     else:
         beta = float(args.beta)
+    use_proxy = args.proxy_weight == "auto" or float(args.proxy_weight) > 0
+    if use_proxy:
+        attach_proxy_scores(fams, args.proxy_scores, args.data)
+    if args.proxy_weight == "auto":  # each family scored by a model trained on the others
+        weight, info = select_proxy_weight(fams, device=args.device, seed=args.seed, **dict(cfg, beta=beta))
+        print(f"proxy weight = {weight} (leave-one-family-out mean SRCC over {info['grid']}: "
+              f"{[round(v, 3) for v in info['mean']]})")
+    else:
+        weight = float(args.proxy_weight)
     model = GENNAPE(device=args.device, beta=beta, **cfg)
     model.fit(fams, seed=args.seed)
-    if args.proxy_weight > 0:
-        scores = training_proxy_scores(args.proxy_scores, list(fams), args.data)
-        model.set_proxy(scores, args.proxy_weight)
-        print(f"proxy: w = {args.proxy_weight}, ref {model.proxy_ref:.2f}, scale {model.proxy_scale:.2f} "
-              f"({', '.join(f'{n}: {len(v)}' for n, v in scores.items())} scored networks)")
+    if use_proxy:
+        model.set_proxy({n: gs.proxy for n, (gs, _) in fams.items()}, weight)
+        print(f"proxy: w = {weight}, ref {model.proxy_ref:.2f}, scale {model.proxy_scale:.2f} "
+              f"({', '.join(f'{n}: {int(np.isfinite(gs.proxy).sum())}' for n, (gs, _) in fams.items())} "
+              "scored networks)")
     out = Path(args.out or PRETRAINED)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
@@ -180,9 +200,10 @@ def register(sub) -> None:
                    help="Gaussianised within-family rank targets (default; chosen by inner leave-one-family-out)")
     t.add_argument("--struct-features", action=argparse.BooleanOptionalAction, default=False,
                    help="append structural graph features (op-group fractions, path depths/counts, widths)")
-    t.add_argument("--proxy-weight", type=float, default=0.0,
-                   help="mixing weight of the data-free NASWOT score (0 = off; results/nape_run5)")
-    t.add_argument("--proxy-scores", default="results/nape_run5",
+    t.add_argument("--proxy-weight", default="0",
+                   help="mixing weight of the data-free NASWOT score in [0, 1] (0 = off), or 'auto': chosen by "
+                        "leave-one-family-out over the training families (results/nape_run8)")
+    t.add_argument("--proxy-scores", default="results/nape_run8",
                    help="folder of <family>_proxies.csv NASWOT scores (for the proxy's standardisation constants)")
     t.set_defaults(func=_cmd_train)
 
