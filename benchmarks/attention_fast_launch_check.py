@@ -73,7 +73,27 @@ def run_case(c, dtype):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results/attention_fast_launch_check.json")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="compile the cases' kernels in this many worker processes first (the check itself then "
+                         "runs in this process on Triton's on-disk cache)")
+    ap.add_argument("--warm-case", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.warm_case is not None:
+        for dt in (torch.bfloat16, torch.float16):
+            run_case(CASES[args.warm_case], dt)
+        return 0
+    if args.jobs > 1:
+        import os
+        import subprocess
+        import sys
+
+        todo = list(range(len(CASES)))
+        while todo:
+            batch, todo = todo[:args.jobs], todo[args.jobs:]
+            procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--warm-case", str(i)])
+                     for i in batch]
+            for proc in procs:
+                proc.wait()
     if not FL.enabled():
         print("direct launch is not enabled on this Triton version; nothing to check")
     rows = [run_case(c, dt) for c in CASES for dt in (torch.bfloat16, torch.float16)]
