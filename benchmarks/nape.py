@@ -227,13 +227,15 @@ def main(argv=None) -> int:
                     r3 = all_metrics(m3.predict(gs.select(rest)), f.acc[rest])
                     r3["w"] = m3.cfg.proxy_weight
                     more.setdefault(name, []).append(r3)
-        results["fine_tune"][held] = _summary(ft)
+        if ft:  # --draws 0: zero-shot only
+            results["fine_tune"][held] = _summary(ft)
         if more:
             results["fine_tune_more"][held] = {name: _summary(v) for name, v in more.items()}
         results["zero_shot"][held]["time_s"] = round(time.time() - t0, 1)
         save()
+        ft_txt = f"ft {results['fine_tune'][held]['srcc']['mean']:.3f}  " if ft else ""
         print(f"[{held}] zero-shot {res['GENNAPE']['srcc']:.3f}  plain {res['GNN (no CL, 1 head)']['srcc']:.3f}  "
-              f"ft {results['fine_tune'][held]['srcc']['mean']:.3f}  ({time.time() - t0:.0f}s)", flush=True)
+              f"{ft_txt}({time.time() - t0:.0f}s)", flush=True)
     np.savez_compressed(out / "nape_preds.npz", **{k: v.astype(np.float32) for k, v in preds.items()})
     plot(fams, preds, out / "nape_pred_vs_true.png", " + NASWOT" if args.proxy_scores else "")
     _ship_weight(results)
