@@ -156,7 +156,13 @@ def _nb101_build(key: str) -> torch.nn.Module:
 
 
 def load_nb101(folder: str | Path | None = None) -> Family:
-    """NAS-Bench-101: NASLib's 500 cells with 108-epoch CIFAR-10 validation accuracy and proxies."""
+    """NAS-Bench-101: NASLib's 500 cells with 108-epoch CIFAR-10 validation accuracy and proxies.
+
+    Keys hold NASLib's op codes, indices into ``(input, output, maxpool3x3, conv1x1-bn-relu,
+    conv3x3-bn-relu)`` (:data:`seqlab.nape.spaces.NB101_OPS`); a description that lists 2 as conv3x3 and 4
+    as maxpool3x3 has them swapped (checked: with NASLib's order every built network has the parameter
+    count the file lists).
+    """
     d = _read_json(data_dir(folder) / "nasbench101_500_naslib_zc.json")
     try:
         d = d["nasbench101"]["cifar10"]
