@@ -505,8 +505,8 @@ class GENNAPE:
                 * ``"cv"``: ``w`` chosen on the samples alone: 5-fold cross-fitting (fine-tune on 4/5 of the
                   samples, score the other 1/5; each fold's scores standardised), SRCC of the out-of-fold scores
                   mixed with the standardised NASWOT on the grid 0, 0.1, ..., 1 (first maximum); five extra
-                  fine-tunes. results/nape_run6: 50-shot SRCC 0.908 vs 0.905 without (NB-201), 0.892 vs 0.784
-                  (NAS-Bench-Macro), 0.521 vs 0.575 (NB-101), 5 draws each.
+                  fine-tunes. results/nape_run8: 50-shot SRCC 0.893 vs 0.854 without (NB-201), 0.896 vs 0.852
+                  (NAS-Bench-Macro), 0.811 vs 0.813 (NB-101, where it picks w = 0), 5 draws each.
                 * a float ``w`` in [0, 1]: that weight.
 
                 With ``"cv"`` or a float, the proxy's constants become the samples' NASWOT mean and standard
