@@ -13,25 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 
 from seqlab.attention import flash_attn_func
 from seqlab.attention.ops import flash_fwd
 from seqlab.utils.runinfo import run_info
-
-
-def _host_us(fn, n: int = 2000) -> float:
-    for _ in range(50):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    host = (time.perf_counter() - t0) / n * 1e6
-    torch.cuda.synchronize()
-    return host
+from seqlab.utils.timing import host_us
 
 
 def main(argv=None) -> int:
@@ -66,9 +54,9 @@ def main(argv=None) -> int:
         with torch.no_grad():
             flash_fwd(q, k, v, None, None, 128, 128, 0.125, -1, 0, None, 0.0, None, False)
 
-    rows = {name: _host_us(fn) for name, fn in (("seqlab_fwd", ours_fwd), ("seqlab_fwd_bwd", ours_fwd_bwd),
-                                                ("seqlab_custom_op_fwd", ours_op), ("sdpa_flash_fwd", sdpa_fwd),
-                                                ("sdpa_flash_fwd_bwd", sdpa_fwd_bwd))}
+    fns = (("seqlab_fwd", ours_fwd), ("seqlab_fwd_bwd", ours_fwd_bwd), ("seqlab_custom_op_fwd", ours_op),
+           ("sdpa_flash_fwd", sdpa_fwd), ("sdpa_flash_fwd_bwd", sdpa_fwd_bwd))
+    rows = {name: host_us(fn, n=2000, warmup=50) for name, fn in fns}
     result = {"info": run_info(), "shape": "B1 N128 H2 D64 bf16 causal", "unit": "host microseconds per call",
               "rows": rows}
     with open(args.out, "w") as f:

@@ -22,6 +22,7 @@ import torch
 from seqlab.attention import _triton_bwd_tma, flash_attn_func
 from seqlab.attention.bench import _sdpa_fn, _time_mode
 from seqlab.utils.runinfo import run_info
+from seqlab.utils.timing import host_us
 
 CELLS = [(128, True, 512), (128, True, 1024), (64, True, 512), (64, True, 1024), (128, False, 512),
          (64, False, 512)]
@@ -32,18 +33,6 @@ def _inputs(d, n, layout):
     shape = (b, n, h, d) if layout == "bnhd" else (b, h, n, d)
     q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     return q, k, v, torch.randn(shape, device="cuda", dtype=torch.bfloat16)
-
-
-def _host_us(fn, n=200):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    return (t1 - t0) / n * 1e6
 
 
 def _set(tma_fwd: bool, tma_bwd: bool):
@@ -84,10 +73,10 @@ def run_cell(d, causal, n) -> dict:
     _set(True, True)
     host = {}
     with torch.no_grad():
-        host["seqlab fwd"] = _host_us(lambda: seq(q, k, v))
-        host["fa2 fwd"] = _host_us(lambda: fa2(qt, kt, vt))
-    host["seqlab fwd_bwd"] = _host_us(lambda: seq(q, k, v).backward(g), 100)
-    host["fa2 fwd_bwd"] = _host_us(lambda: fa2(qt, kt, vt).backward(gt), 100)
+        host["seqlab fwd"] = host_us(lambda: seq(q, k, v))
+        host["fa2 fwd"] = host_us(lambda: fa2(qt, kt, vt))
+    host["seqlab fwd_bwd"] = host_us(lambda: seq(q, k, v).backward(g), 100)
+    host["fa2 fwd_bwd"] = host_us(lambda: fa2(qt, kt, vt).backward(gt), 100)
     med = {name: statistics.median(vals) for name, vals in ms.items()}
     row = dict(d=d, causal=causal, n=n, ms=ms, median_ms=med, host_us=host)
     print(f"d{d} causal={causal!s:5} N={n:4} | fwd/FA2 tma {med['fa2 fwd'] / med['fwd tma']:.2f} pointer "
