@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from seqlab.nape import data
-from seqlab.nape.cli import read_proxy_scores
+from seqlab.nape.data import read_proxy_scores
 from seqlab.nape.metrics import all_metrics
 from seqlab.nape.predictor import GENNAPE, select_beta, select_proxy_weight
 

@@ -27,7 +27,6 @@ import torch
 
 from seqlab.nape import data
 from seqlab.nape import predictor as P
-from seqlab.nape.cli import read_proxy_scores
 from seqlab.nape.metrics import all_metrics
 
 HERE = Path(__file__).resolve().parent
@@ -49,7 +48,7 @@ def main():
     for n in data.FAMILIES:
         f = data.load_family(n)
         gs = data.family_graphs(f, progress=False)
-        idx, sc = read_proxy_scores(SCORES, n)
+        idx, sc = data.read_proxy_scores(SCORES, n)
         p = np.full(len(f), np.nan)
         p[idx] = sc
         if not np.isfinite(p).all():

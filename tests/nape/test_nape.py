@@ -450,4 +450,11 @@ def test_cli_train_attaches_proxy_scores_and_checks_the_weight(tmp_path, monkeyp
     assert cli.main(base + ["--proxy-weight", "0.4", "--out", str(tmp_path / "m.pt")]) == 0
     m = GENNAPE.load(tmp_path / "m.pt", device="cpu")
     assert m.cfg.proxy_weight == pytest.approx(0.4)
+    fams = nd.training_families(tmp_path, ["macro"], progress=False, proxy_scores=scores)
+    assert fams["macro"][0].proxy.tolist() == [500.0, 560.0, 600.0, 580.0]
+    (scores / "macro_proxies.csv").write_text("id,score\n00000000,1.0\n")
+    with pytest.raises(ValueError, match="malformed proxy scores"):
+        nd.read_proxy_scores(scores, "macro", tmp_path)
+    with pytest.raises(ValueError, match="missing"):
+        nd.read_proxy_scores(tmp_path / "nowhere", "macro", tmp_path)
     assert m.proxy_ref == pytest.approx(np.mean([np.mean([700, 720, 640]), np.mean([500, 560, 600, 580])]))

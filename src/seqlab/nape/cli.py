@@ -61,41 +61,10 @@ def _cmd_cache(args) -> int:
 
 
 def read_proxy_scores(folder, family: str, data_folder=None):
-    """``<folder>/<family>_proxies.csv`` (columns ``id``, ``naswot``; results/nape_run5/measure.py) ->
-    (indices into the family's ids int ``(n,)``, NASWOT scores float ``(n,)``)."""
-    import csv
+    """:func:`seqlab.nape.data.read_proxy_scores` (kept here for the results scripts that import it from here)."""
+    from .data import read_proxy_scores as read
 
-    import numpy as np
-
-    from . import data
-
-    path = Path(folder) / f"{family}_proxies.csv"
-    if not path.exists():
-        raise ValueError(f"no proxy scores for {family}: {path} missing")
-    ids = data.load_family(family, data_folder).ids
-    pos = {a: i for i, a in enumerate(ids)}
-    with open(path) as f:
-        rows = [r for r in csv.DictReader(f) if r["id"] in pos]
-    return np.array([pos[r["id"]] for r in rows], dtype=np.int64), np.array([float(r["naswot"]) for r in rows])
-
-
-def attach_proxy_scores(fams: dict, folder, data_folder=None) -> dict:
-    """Set ``GraphSet.proxy`` (NaN where a network has no stored score) on the training sets of
-    :func:`seqlab.nape.data.training_families`, from ``<folder>/<family>_proxies.csv``; returns ``fams``."""
-    import numpy as np
-
-    from . import data
-
-    for n, (gs, _) in fams.items():
-        fam = data.load_family(n, data_folder)
-        keep = np.arange(len(fam))
-        if n == "nb101":  # training_families keeps these cells only
-            keep = np.flatnonzero(data.nb101_consistent(fam, data.family_graphs(fam, progress=False)))
-        idx, sc = read_proxy_scores(folder, n, data_folder)
-        full = np.full(len(fam), np.nan)
-        full[idx] = sc
-        gs.proxy = full[keep]
-    return fams
+    return read(folder, family, data_folder)
 
 
 def _cmd_train(args) -> int:
@@ -110,7 +79,9 @@ def _cmd_train(args) -> int:
         ok = False
     if not ok:
         raise ValueError(f"--proxy-weight must be 'auto' or a number in [0, 1], got {args.proxy_weight!r}")
-    fams = data.training_families(args.data, args.families.split(","))
+    use_proxy = args.proxy_weight == "auto" or float(args.proxy_weight) > 0
+    fams = data.training_families(args.data, args.families.split(","),
+                                  proxy_scores=args.proxy_scores if use_proxy else None)
     cfg = dict(ensemble=args.ensemble, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
                max_graphs_per_family=args.max_graphs, batch_size=args.batch_size, rank_targets=args.rank_targets,
                struct_features=args.struct_features)
@@ -119,9 +90,6 @@ def _cmd_train(args) -> int:
         print(f"beta = {beta} (inner leave-one-family-out SRCC {scores})")
     else:
         beta = float(args.beta)
-    use_proxy = args.proxy_weight == "auto" or float(args.proxy_weight) > 0
-    if use_proxy:
-        attach_proxy_scores(fams, args.proxy_scores, args.data)
     if args.proxy_weight == "auto":  # each family scored by a model trained on the others
         weight, info = select_proxy_weight(fams, device=args.device, seed=args.seed, **dict(cfg, beta=beta))
         print(f"proxy weight = {weight} (leave-one-family-out mean SRCC over {info['grid']}: "

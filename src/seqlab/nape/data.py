@@ -447,16 +447,42 @@ def nb101_consistent(fam: Family, gs: GraphSet, tol: float = NB101_PARAMS_TOL) -
     return np.abs(np.log(ratio)) < tol
 
 
-def training_families(folder=None, names=FAMILIES, progress: bool = True) -> dict[str, tuple[GraphSet, np.ndarray]]:
-    """``{family: (GraphSet, accuracy)}`` for :meth:`GENNAPE.fit` (NB-101: cells passing :func:`nb101_consistent`)."""
+def read_proxy_scores(folder, family: str, data_folder=None) -> tuple[np.ndarray, np.ndarray]:
+    """``<folder>/<family>_proxies.csv`` (columns ``id``, ``naswot``; e.g. results/nape_run8) ->
+    (indices into the family's ids int ``(n,)``, NASWOT scores float64 ``(n,)``); rows whose id the family
+    does not hold are skipped."""
+    path = Path(folder) / f"{family}_proxies.csv"
+    if not path.exists():
+        raise ValueError(f"no proxy scores for {family}: {path} missing")
+    ids = load_family(family, data_folder).ids
+    pos = {a: i for i, a in enumerate(ids)}
+    try:
+        with open(path) as f:
+            rows = [r for r in csv.DictReader(f) if r["id"] in pos]
+        return (np.array([pos[r["id"]] for r in rows], dtype=np.int64),
+                np.array([float(r["naswot"]) for r in rows], dtype=np.float64))
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: malformed proxy scores ({exc}); columns id, naswot expected") from exc
+
+
+def training_families(folder=None, names=FAMILIES, progress: bool = True,
+                      proxy_scores=None) -> dict[str, tuple[GraphSet, np.ndarray]]:
+    """``{family: (GraphSet, accuracy)}`` for :meth:`GENNAPE.fit` (NB-101: cells passing :func:`nb101_consistent`).
+
+    With ``proxy_scores`` (a folder for :func:`read_proxy_scores`) each set's ``proxy`` holds the networks'
+    NASWOT scores (NaN where a network has none).
+    """
     out = {}
     for n in names:
         fam = load_family(n, folder)
         gs = family_graphs(fam, progress=progress)
-        if n == "nb101":
-            idx = np.flatnonzero(nb101_consistent(fam, gs))
-            gs, acc = gs.select(idx), fam.acc[idx]
-        else:
-            acc = fam.acc
-        out[n] = (gs, acc)
+        idx = np.flatnonzero(nb101_consistent(fam, gs)) if n == "nb101" else np.arange(len(fam))
+        if len(idx) < len(fam):
+            gs = gs.select(idx)
+        if proxy_scores is not None:
+            at, sc = read_proxy_scores(proxy_scores, n, folder)
+            full = np.full(len(fam), np.nan)
+            full[at] = sc
+            gs.proxy = full[idx]
+        out[n] = (gs, fam.acc[idx])
     return out
