@@ -1,8 +1,8 @@
 """Direct launch of cached compiled kernels (``seqlab.attention._fast_launch``) against Triton's own path.
 
-For each case, forward + backward run with the direct path off, then twice with it on (the first call
-compiles and caches, the second launches directly); out, dq, dk, dv must be bitwise equal, and the
-direct path must actually have been taken. Writes JSON.
+For each case, forward + backward run with the direct path off, then three times with it on (the first call
+compiles and caches, the second launches directly, the third too with all tensors at new addresses); out,
+dq, dk, dv must be bitwise equal, and the direct path must actually have been taken. Writes JSON.
 
     PYTHONPATH=src python benchmarks/attention_fast_launch_check.py --out results/attention_fast_launch_check.json
 """
@@ -63,11 +63,17 @@ def run_case(c, dtype):
     before = dict(FL.stats)
     once()
     got = once()
+    # A third direct call with every tensor at a new address (the first results are still alive), so cached
+    # TMA descriptors must be looked up by address, not reused.
+    spacer = torch.empty(1 << 20, device="cuda")
+    got2 = once()
+    del spacer
     direct = FL.stats["direct"] - before["direct"]
-    equal = all(torch.equal(a, b) for a, b in zip(ref, got))
-    finite = all(bool(torch.isfinite(t).all()) for t in got)
+    moved = got2[0].data_ptr() != got[0].data_ptr()
+    equal = all(torch.equal(a, b) for a, b in zip(ref, got)) and all(torch.equal(a, b) for a, b in zip(ref, got2))
+    finite = all(bool(torch.isfinite(t).all()) for t in got + got2)
     return dict(case={k: v for k, v in c.items()}, dtype=str(dtype).split(".")[-1], bitwise_equal=equal,
-                finite=finite, direct_launches=direct, passed=equal and finite and direct >= 3)
+                finite=finite, direct_launches=direct, moved=moved, passed=equal and finite and direct >= 6)
 
 
 def main(argv=None) -> int:
