@@ -2,11 +2,11 @@
 
 For the benchmark protocol's short cells (seqlen 512, B = 16k / N, H = 2048 / D, bf16) this measures the
 mean host time per call (no synchronisation inside the loop; the lower of two interleaved rounds) of
-seqlab's forward (no grad, and with grad) and forward+backward against SDPA-FA2 (seqlab as shipped, without
-the TMA descriptor cache of ``_fast_launch``, and with Triton's own launch path), times the pieces of
-seqlab's launch path one by one (argument checks, ``autograd.Function.apply``, output allocation, TMA
-descriptors, Triton's launcher), and keeps a cProfile table of each seqlab pass (sorted by own time) so
-the next change can aim at the largest item.
+seqlab's forward (no grad, and with grad) and forward+backward against SDPA-FA2. seqlab runs four ways:
+as shipped; without ``_fast_launch``'s replay table; also without its TMA descriptor cache; and through
+Triton's own launch path. It also times the pieces of the launch path one by one (argument checks,
+``autograd.Function.apply``, output allocation, TMA descriptors) and keeps a cProfile table of each seqlab
+pass (sorted by own time), so the next change can aim at the largest item.
 
     PYTHONPATH=src python benchmarks/attention_host_profile.py --out $OUT/attention_host_profile.json
 """
@@ -129,18 +129,19 @@ def _cell(d, causal, n, profile: bool):
     _fast_launch.stats.update(direct=0, triton=0)
     row = {"d": d, "causal": causal, "seqlen": n, "batch": b, "nheads": h}
     # Interleaved rounds: the launch path as shipped, without the descriptor cache, without direct launches.
-    variants = {"": (True, True), "_no_desc_cache": (True, False), "_triton_launch": (False, True)}
+    variants = {"": (True, True, True), "_no_plans": (True, True, False), "_no_desc_cache": (True, False, False),
+                "_triton_launch": (False, True, True)}
     for _ in range(2):
-        for suffix, (on, desc) in variants.items():
+        for suffix, (on, desc, plans) in variants.items():
             _fast_launch.set_enabled(on)
-            _fast_launch.DIRECT_DESCRIPTORS = desc
+            _fast_launch.DIRECT_DESCRIPTORS, _fast_launch.PLANS = desc, plans
             for name, fn in (("seqlab_fwd_nograd", seq_fwd_nograd), ("seqlab_fwd", seq_fwd),
                              ("seqlab_fwd_bwd", seq_fb)):
                 row.setdefault(name + suffix, []).append(host_us(fn))
         for name, fn in (("sdpa_flash_fwd", sdpa_fwd), ("sdpa_flash_fwd_bwd", sdpa_fb)):
             row.setdefault(name, []).append(host_us(fn))
     _fast_launch.set_enabled(True)
-    _fast_launch.DIRECT_DESCRIPTORS = True
+    _fast_launch.DIRECT_DESCRIPTORS = _fast_launch.PLANS = True
     for name in list(row):
         if isinstance(row[name], list):
             row[name] = min(row[name])

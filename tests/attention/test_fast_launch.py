@@ -106,3 +106,47 @@ def test_direct_launcher_refuses_unknown_structures(monkeypatch):
     assert FL._direct_for(ck) is None
     plain = FL._direct_for(_fake_compiled(False, []))
     assert plain is not None and plain.descs == {}
+
+
+def test_launch_tma_replays_the_first_launch_and_misses_on_any_change(monkeypatch):
+    """launch_tma keys its replay table on addresses, layouts, scalars, grid and constexprs; a replay passes
+    the same arguments as a fresh direct launch, with tensors as integer addresses."""
+    import types
+
+    from triton.backends.nvidia import driver as nvdriver
+
+    monkeypatch.setattr(nvdriver, "_BASE_ARGS_FORMAT_LEN", 13, raising=False)
+    monkeypatch.setattr(nvdriver, "make_tensordesc_arg",
+                        lambda arg, meta: [("map", arg.base.data_ptr(), tuple(arg.shape)), *arg.shape, *arg.strides])
+    monkeypatch.setattr(FL, "_runtime", (lambda idx: 1234, types.SimpleNamespace(launch_enter_hook=None,
+                                                                                 launch_exit_hook=None)))
+    monkeypatch.setattr(FL, "_enabled", True)
+    monkeypatch.setattr(FL, "_cache", {})
+    monkeypatch.setattr(FL, "_plans", {})
+    calls, compiled = [], []
+
+    class Kernel:
+        arg_names = ["desc", "lse", "n", "scale", "BLOCK"]
+
+        def __getitem__(self, grid):
+            def run(*args, **consts):
+                compiled.append((grid, args, consts))
+                return _fake_compiled(True, calls)
+            return run
+
+    fn = Kernel()
+    x, lse = torch.zeros(8, 16), torch.zeros(8)
+    make = lambda t, rows: _Desc(t, list(t.shape))  # noqa: E731
+    FL.launch_tma(fn, (2, 1, 1), ((x, 16),), (lse, 8, 0.5), {"BLOCK": 16}, make, 0)  # compiles
+    assert len(compiled) == 1 and not calls
+    FL.launch_tma(fn, (2, 1, 1), ((x, 16),), (lse, 8, 0.5), {"BLOCK": 16}, make, 0)  # replayed
+    assert len(compiled) == 1 and len(calls) == 1
+    grid_stream_fn, head, kernel_args = calls[0][:5], calls[0][5:13], calls[0][13:]
+    assert grid_stream_fn == (2, 1, 1, 1234, "fn") and head[4] == "meta"
+    assert kernel_args == (("map", x.data_ptr(), (8, 16)), 8, 16, 16, 1, lse.data_ptr(), 8, 0.5, 16)
+    for change in (dict(args=(torch.zeros(8), 8, 0.5)), dict(args=(lse, 8, 0.25)), dict(grid=(3, 1, 1)),
+                   dict(descs=((torch.zeros(8, 16), 16),)), dict(consts={"BLOCK": 32})):
+        kw = dict(descs=((x, 16),), args=(lse, 8, 0.5), grid=(2, 1, 1), consts={"BLOCK": 16}) | change
+        before = len(FL._plans)
+        FL.launch_tma(fn, kw["grid"], kw["descs"], kw["args"], kw["consts"], make, 0)
+        assert len(FL._plans) == before + 1, change  # a miss: launched through the normal path, new plan

@@ -23,7 +23,7 @@ from ..utils.intmath import cdiv
 from . import _triton_fwd_tma
 from . import _triton_kernels as kern
 from ._configs import get_config
-from ._fast_launch import launch
+from ._fast_launch import launch_tma
 from ._triton_fwd_tma import _desc, _key_range, _load_pair
 
 # SEQLAB_ATTN_TMA=0 turns both TMA paths off; SEQLAB_ATTN_TMA_BWD=0 only this one (benchmarks flip ENABLED).
@@ -207,14 +207,12 @@ def tma_bwd(dout, q, k, v, out, lse, scale: float, causal: bool, interpreting: b
     scalars = (lse.stride(0), lse.stride(1), group, seqlen_q, seqlen_k, scale * kern.LOG2E, scale)
 
     bm, bn, opts = _tiles("dq", q, causal, seqlen, interpreting)
-    launch(_attn_bwd_dq_tma, (cdiv(seqlen_q, bm), batch, nheads),
-           (_desc(q, bm), _desc(k, bn), _desc(v, bn), _desc(dout, bm), _desc(out, bm), _desc(dq, bm), lse, delta,
-            *scalars),
-           dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, MASK_N=seqlen_k % bn != 0, UPCAST=interpreting,
-                **opts), dev)
+    launch_tma(_attn_bwd_dq_tma, (cdiv(seqlen_q, bm), batch, nheads),
+               ((q, bm), (k, bn), (v, bn), (dout, bm), (out, bm), (dq, bm)), (lse, delta, *scalars),
+               dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, MASK_N=seqlen_k % bn != 0,
+                    UPCAST=interpreting, **opts), _desc, dev)
     bm, bn, opts = _tiles("dkdv", q, causal, seqlen, interpreting)
-    launch(_attn_bwd_dkdv_tma, (cdiv(seqlen_k, bn), batch, nheads_k),
-           (_desc(q, bm), _desc(k, bn), _desc(v, bn), _desc(dout, bm), _desc(dk, bn), _desc(dv, bn), lse, delta,
-            *scalars),
-           dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, UPCAST=interpreting, **opts), dev)
+    launch_tma(_attn_bwd_dkdv_tma, (cdiv(seqlen_k, bn), batch, nheads_k),
+               ((q, bm), (k, bn), (v, bn), (dout, bm), (dk, bn), (dv, bn)), (lse, delta, *scalars),
+               dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, UPCAST=interpreting, **opts), _desc, dev)
     return dq, dk, dv

@@ -22,7 +22,7 @@ import triton.language as tl
 
 from ..utils.intmath import cdiv
 from . import _triton_kernels as kern
-from ._fast_launch import launch
+from ._fast_launch import launch_tma
 
 try:
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -210,9 +210,9 @@ def tma_fwd(q, k, v, scale: float, causal: bool, interpreting: bool = False, con
     bm, bn, warps, stages = config or ((32, 32, 4, 1) if interpreting
                                        else config_for(d, causal, max(seqlen_q, seqlen_k)))
     grid = (cdiv(seqlen_q, bm), batch, nheads)
-    args = (_desc(q, bm), _desc(k, bn), _desc(v, bn), _desc(out, bm), lse, lse.stride(0), lse.stride(1),
-            nheads // nheads_k, seqlen_q, seqlen_k, scale * kern.LOG2E)
+    descs = ((q, bm), (k, bn), (v, bn), (out, bm))
+    args = (lse, lse.stride(0), lse.stride(1), nheads // nheads_k, seqlen_q, seqlen_k, scale * kern.LOG2E)
     consts = dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, MASK_N=seqlen_k % bn != 0,
                   UPCAST=interpreting, num_warps=warps, num_stages=stages)
-    launch(_attn_fwd_tma, grid, args, consts, -1 if interpreting else q.get_device())
+    launch_tma(_attn_fwd_tma, grid, descs, args, consts, _desc, -1 if interpreting else q.get_device())
     return out, lse
