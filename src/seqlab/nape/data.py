@@ -195,8 +195,9 @@ class GraphSet:
     ``x``: float32 ``(sum N_i, F)`` node features; ``offsets``: int64 ``(G+1,)`` node offsets;
     ``edges``: int64 ``(2, sum E_i)`` local (per-graph) indices; ``eoff``: int64 ``(G+1,)``;
     ``g``: float32 ``(G, len(GRAPH_FEATURES))``; ``sig``: float32 ``(G, 16)`` Laplacian signatures;
-    ``flops``/``params``: float64 ``(G,)`` counted on the CG; ``proxy``: float64 ``(G,)`` data-free NASWOT
-    score of each network (``ComputationGraph.proxies["naswot"]``), NaN where a graph has none, or ``None``.
+    ``flops``/``params``: float64 ``(G,)`` counted on the CG (FLOPs per sample); ``proxy``: float64 ``(G,)``
+    data-free NASWOT score of each network (``ComputationGraph.proxies["naswot"]``), NaN where a graph has none,
+    or ``None``.
     """
 
     x: np.ndarray
@@ -231,7 +232,7 @@ class GraphSet:
             eoff=np.concatenate([[0], np.cumsum([e.shape[1] for e in es])]).astype(np.int64),
             g=np.stack([cg.graph_features() for cg in graphs]).astype(np.float32),
             sig=np.stack([cg.laplacian_signature() for cg in graphs]).astype(np.float32),
-            flops=np.array([cg.flops() for cg in graphs]),
+            flops=np.array([cg.flops(per_sample=True) for cg in graphs]),
             params=np.array([float(cg.params()) for cg in graphs]),
             proxy=(np.array([float(cg.proxies.get("naswot", np.nan)) for cg in graphs])
                    if any("naswot" in cg.proxies for cg in graphs) else None),

@@ -60,6 +60,8 @@ _TORCH_OPS: dict[str, str] = {
     "add": "add", "iadd": "add", "sub": "add", "isub": "add", "rsub": "add", "radd": "add",
     "mul": "mul", "imul": "mul", "rmul": "mul", "div": "mul", "truediv": "mul", "rtruediv": "mul",
     "neg": "mul", "exp": "mul", "sqrt": "mul", "rsqrt": "mul", "pow": "mul", "square": "mul",
+    "reciprocal": "mul", "erf": "mul",  # as the ONNX map below (Reciprocal, Erf: a hand-written GELU)
+    "setitem": "concat",  # t[idx] = v: merges v into t, as a concatenation merges its inputs
     "cat": "concat", "concat": "concat", "stack": "concat", "hstack": "concat", "vstack": "concat",
     **{k: "maxpool" for k in ("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices",
                               "max_pool2d_with_indices", "max_pool3d_with_indices")},
@@ -71,7 +73,7 @@ _TORCH_OPS: dict[str, str] = {
     **{k: "reshape" for k in ("view", "reshape", "flatten", "permute", "transpose", "t", "squeeze",
                               "unsqueeze", "expand", "expand_as", "repeat", "movedim", "unflatten",
                               "pixel_shuffle", "pixel_unshuffle", "interpolate", "upsample",
-                              "roll", "flip", "pad", "view_as", "swapaxes", "mT")},
+                              "roll", "flip", "pad", "view_as", "swapaxes", "mT", "moveaxis")},
     "softmax": "softmax", "log_softmax": "softmax",
     "scaled_dot_product_attention": "attention", "multi_head_attention_forward": "attention",
     **{k: "slice" for k in ("getitem", "split", "chunk", "narrow", "select", "index_select", "unbind",
@@ -105,6 +107,17 @@ _ONNX_OPS: dict[str, str] = {
 }
 _ONNX_PASSTHROUGH = {"Dropout", "Cast", "Identity"}
 _ONNX_SKIP = {"Constant", "Shape", "ConstantOfShape", "Range", "Size"}
+
+# op types after which a channels-last 4-D tensor (B, H, W, C) stays channels-last when batch, H and W are kept;
+# both front ends record such tensors' shapes in NCHW order (ConvNeXt/Swin blocks: LayerNorm, Linear, GELU over C)
+_CL_KEEP = {"linear", "layernorm", "relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "add", "mul",
+            "zero", "softmax", "slice", "concat", "identity", "other"}
+
+
+def _nchw(shape: list[int] | None) -> list[int] | None:
+    """A channels-last 4-D shape (B, H, W, C) in NCHW order."""
+    return [shape[0], shape[3], shape[1], shape[2]] if shape and len(shape) == 4 else shape
+
 
 # Node feature layout after the one-hot part (see ComputationGraph.node_features).
 NUMERIC_FEATURES: tuple[str, ...] = (
@@ -246,10 +259,17 @@ class ComputationGraph:
                 * ``False``: never (tracing stays one batch-1 pass; the family caches use this).
         Returns:
             the CG; ops the tracer does not know are typed ``"other"`` (with a warning).
+        Raises:
+            TypeError: ``model`` is not callable, or ``proxies`` is not ``None``/``True``/``False``.
+            ValueError: ``example_input`` is not a tensor (or tuple of tensors), the module fails on it (the
+                message names the input shapes and the module's exception), or its output does not depend on it.
         """
         import os
 
         from ._trace import trace_module
+
+        if proxies is not None and not isinstance(proxies, (bool, np.bool_)):
+            raise TypeError(f"proxies must be None (auto), True or False, got {proxies!r}")
 
         cg = trace_module(model, example_input, name=name)
         explicit = proxies is not None
@@ -289,7 +309,9 @@ class ComputationGraph:
         except Exception as exc:  # onnx raises DecodeError / OSError variants
             raise ValueError(f"cannot read ONNX file {path}: {exc}") from exc
         try:
-            model = shape_inference.infer_shapes(model)
+            # data_prop: shapes computed in the graph (Shape -> Gather -> Concat -> Reshape, as exporters write
+            # flatten/view) are propagated too; without it such Reshape outputs have no shape
+            model = shape_inference.infer_shapes(model, data_prop=True)
         except Exception as exc:
             warnings.warn(f"ONNX shape inference failed ({exc}); shapes may be missing", stacklevel=2)
         g = model.graph
@@ -308,6 +330,14 @@ class ComputationGraph:
         for gi in graph_inputs:
             producer[gi.name] = 0
         unknown: set[str] = set()
+        mm_linear: set[int] = set()  # nodes typed linear from a MatMul by a constant matrix, bias not yet seen
+        cl: set[str] = set()  # values in channels-last order (after Transpose perm (0, 2, 3, 1)), see _CL_KEEP
+        uses: dict[str, int] = {}  # how many nodes (or graph outputs) read each value
+        for n in g.node:
+            for i in n.input:
+                uses[i] = uses.get(i, 0) + 1
+        for o in g.output:
+            uses[o.name] = uses.get(o.name, 0) + 1
         for n in g.node:
             if n.op_type == "Constant":
                 for o in n.output:
@@ -319,11 +349,28 @@ class ComputationGraph:
             data_in = [i for i in n.input if i and i in producer]
             if n.op_type in _ONNX_SKIP or not data_in:
                 consts.update(o for o in n.output if o)
+                if n.op_type == "Identity" and n.input and n.input[0] in inits:
+                    inits[n.output[0]] = inits[n.input[0]]  # exporters alias duplicate initializers this way
                 continue
             if n.op_type in _ONNX_PASSTHROUGH:
                 for o in n.output:
                     producer[o] = producer[data_in[0]]
+                    if data_in[0] in cl:
+                        cl.add(o)
                 continue
+            if n.op_type == "Add" and len(data_in) == 1 and len(n.input) == 2:
+                # the bias of a MatMul-typed linear layer (exporters write Linear on >2-D inputs as MatMul + Add)
+                src = producer[data_in[0]]
+                other = n.input[1] if n.input[0] == data_in[0] else n.input[0]
+                prev = cg.nodes[src]
+                if (src in mm_linear and uses.get(data_in[0], 0) == 1 and inits.get(other) is not None
+                        and [d for d in inits[other] if d != 1] == prev.weight_shape[:1]):
+                    prev.bias = True
+                    mm_linear.discard(src)
+                    producer[n.output[0]] = src
+                    if data_in[0] in cl:
+                        cl.add(n.output[0])
+                    continue
             op = _ONNX_OPS.get(n.op_type)
             if op is None:
                 unknown.add(n.op_type)
@@ -337,6 +384,13 @@ class ComputationGraph:
                 node.bias = op in ("conv", "linear") and len(weights) > 1
                 if op == "linear" and attrs.get("transB", 0) == 0 and len(node.weight_shape) == 2:
                     node.weight_shape = node.weight_shape[::-1]  # Gemm stores (in, out) unless transB
+            if (n.op_type == "MatMul" and len(data_in) == 1 and n.input[0] == data_in[0]
+                    and len(inits.get(n.input[1]) or []) == 2):
+                # x @ W with a constant (in, out) matrix: a linear layer, as from_module records it (a bias Add
+                # right after it is folded in above)
+                node.op = "linear"
+                node.weight_shape = inits[n.input[1]][::-1]
+                mm_linear.add(len(cg.nodes))
             if op == "conv":
                 node.kernel = list(attrs.get("kernel_shape", (node.weight_shape or [1, 1, 1, 1])[2:]))
                 node.stride = int(max(attrs.get("strides", [1])))
@@ -344,6 +398,17 @@ class ComputationGraph:
             elif op in ("maxpool", "avgpool"):
                 node.kernel = list(attrs.get("kernel_shape", [1]))
                 node.stride = int(max(attrs.get("strides", [1])))
+            cl_in, si, so = data_in[0] in cl, node.in_shape, node.out_shape
+            if n.op_type == "Transpose":
+                cl_out = not cl_in and list(attrs.get("perm", [])) == [0, 2, 3, 1]
+            else:
+                cl_out = (cl_in and node.op in _CL_KEEP and si is not None and so is not None and len(so) == 4
+                          and list(so[:3]) == list(si[:3]))
+            if cl_in:
+                node.in_shape = _nchw(si)
+            if cl_out:
+                node.out_shape = _nchw(so)
+                cl.add(n.output[0])
             idx = len(cg.nodes)
             cg.nodes.append(node)
             for src in dict.fromkeys(producer[i] for i in data_in):
@@ -395,8 +460,15 @@ class ComputationGraph:
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def node_flops(self) -> np.ndarray:
-        """Per-node multiply-accumulate-style cost, float64 ``(N,)`` (2*MACs for conv/linear/matmul)."""
+    def batch(self) -> int:
+        """Batch size of the traced input: the first dim of the input node's shape when it has two or more
+        dims (``example_input``'s convention, as for the NASWOT pass), else 1."""
+        s = self.nodes[0].out_shape if self.nodes else None
+        return max(int(s[0]), 1) if s and len(s) >= 2 else 1
+
+    def node_flops(self, per_sample: bool = False) -> np.ndarray:
+        """Per-node multiply-accumulate-style cost, float64 ``(N,)`` (2*MACs for conv/linear/matmul), for the
+        traced batch, or divided by its size (:meth:`batch`) with ``per_sample``."""
         out = np.zeros(len(self.nodes))
         for i, nd in enumerate(self.nodes):
             o = _numel(nd.out_shape)
@@ -404,17 +476,23 @@ class ComputationGraph:
                 out[i] = 2.0 * o * _numel(nd.weight_shape[1:])
             elif nd.op == "linear" and nd.weight_shape:
                 out[i] = 2.0 * o * nd.weight_shape[-1]
-            elif nd.op in ("matmul", "attention") and nd.in_shape:
+            elif nd.op == "matmul" and nd.in_shape:
                 out[i] = 2.0 * o * nd.in_shape[-1]
+            elif nd.op == "attention" and nd.in_shape:
+                # softmax(q k^T) v with q (..., L, d), out (..., L, d_v): 2 L S (d + d_v) multiply-adds over the
+                # batch/heads; the key length S is not recorded, taken = L (self-attention)
+                out[i] = 2.0 * nd.in_shape[-2] * (o + _numel(nd.in_shape)) if len(nd.in_shape) >= 2 else float(o)
             elif nd.op in ("input", "output", "reshape", "identity", "slice", "zero"):
                 out[i] = 0.0
             else:
                 out[i] = float(o)
-        return out
+        return out / self.batch() if per_sample else out
 
-    def flops(self) -> float:
-        """Total FLOPs of one forward pass at the traced input size (batch included)."""
-        return float(self.node_flops().sum())
+    def flops(self, per_sample: bool = False) -> float:
+        """Total FLOPs of one forward pass at the traced input size (batch included; ``per_sample``: divided by
+        the batch size, what the node/graph features and the predictor use, so that a network scores the same
+        whatever batch it was traced at)."""
+        return float(self.node_flops(per_sample).sum())
 
     def params(self) -> int:
         """Number of weights (conv/linear/norm weights + biases) seen by the tracer."""
@@ -441,7 +519,7 @@ class ComputationGraph:
         x = np.zeros((n, NUM_NODE_FEATURES), dtype=np.float32)
         _, h0, _ = _spatial(self.nodes[0].out_shape if self.nodes else None)
         h0 = max(h0, 1)
-        fl = self.node_flops()
+        fl = self.node_flops(per_sample=True)
         off = len(OP_TYPES)
         for i, nd in enumerate(self.nodes):
             x[i, OP_INDEX.get(nd.op, OP_INDEX["other"])] = 1.0
@@ -467,7 +545,7 @@ class ComputationGraph:
         n_skip = sum(1 for s, d in self.edges if self.nodes[d].op == "add")
         return np.array(
             [
-                _log2n(self.flops(), 36), _log2n(self.params(), 28), _log2n(len(self.nodes), 12),
+                _log2n(self.flops(per_sample=True), 36), _log2n(self.params(), 28), _log2n(len(self.nodes), 12),
                 _log2n(max(depth) if depth else 0, 10), _log2n(n_conv, 10), _log2n(n_skip, 10),
             ],
             dtype=np.float32,
