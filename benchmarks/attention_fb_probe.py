@@ -19,7 +19,7 @@ import statistics
 import torch
 
 from seqlab.attention import _fast_launch, flash_attn_func
-from seqlab.attention.bench import _sdpa_fn
+from seqlab.attention.bench import _sdpa_fn, protocol_inputs
 from seqlab.utils.runinfo import run_info
 
 CELLS = [(128, False, 16384), (128, True, 16384), (64, False, 16384), (128, False, 8192)]
@@ -38,11 +38,9 @@ def _timed(fn, grad_to_none):
 
 
 def run_cell(d, causal, n) -> dict:
-    b, h = 16384 // n, 2048 // d
-    q, k, v = (torch.randn(b, n, h, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    g = torch.randn_like(q)
-    qt, kt, vt = (t.detach().transpose(1, 2).contiguous().requires_grad_() for t in (q, k, v))
-    gt = g.transpose(1, 2).contiguous()
+    q, k, v, g = protocol_inputs(d, n, "bnhd")
+    qt, kt, vt, gt = protocol_inputs(d, n, "bhnd")
+    b, h = q.shape[0], q.shape[2]
     fa2 = _sdpa_fn("sdpa_flash", causal)
     flops_fwd = 4 * b * h * n * n * d / (2 if causal else 1)
     seq = lambda: flash_attn_func(q, k, v, causal=causal)  # noqa: E731

@@ -24,7 +24,7 @@ import torch
 
 from seqlab.attention import _fast_launch, _triton_fwd_tma, flash_attn_func
 from seqlab.attention import _validate as V
-from seqlab.attention.bench import _sdpa_fn
+from seqlab.attention.bench import _sdpa_fn, protocol_inputs
 from seqlab.utils.runinfo import run_info
 from seqlab.utils.timing import host_us
 
@@ -102,11 +102,9 @@ def _pieces(q, k, v, causal) -> dict:
 
 
 def _cell(d, causal, n, profile: bool):
-    b, h = 16384 // n, 2048 // d
-    q, k, v = (torch.randn(b, n, h, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    g = torch.randn_like(q)
-    qt, kt, vt = (t.detach().transpose(1, 2).contiguous().requires_grad_() for t in (q, k, v))
-    gt = g.transpose(1, 2).contiguous()
+    q, k, v, g = protocol_inputs(d, n, "bnhd")
+    qt, kt, vt, gt = protocol_inputs(d, n, "bhnd")
+    b, h = q.shape[0], q.shape[2]
     fa2 = _sdpa_fn("sdpa_flash", causal)
 
     def seq_fwd_nograd():

@@ -20,19 +20,12 @@ import time
 import torch
 
 from seqlab.attention import _triton_bwd_tma, flash_attn_func
-from seqlab.attention.bench import _sdpa_fn, _time_mode
+from seqlab.attention.bench import _sdpa_fn, _time_mode, protocol_inputs
 from seqlab.utils.runinfo import run_info
 from seqlab.utils.timing import host_us
 
 CELLS = [(128, True, 512), (128, True, 1024), (64, True, 512), (64, True, 1024), (128, False, 512),
          (64, False, 512)]
-
-
-def _inputs(d, n, layout):
-    b, h = 16384 // n, 2048 // d
-    shape = (b, n, h, d) if layout == "bnhd" else (b, h, n, d)
-    q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    return q, k, v, torch.randn(shape, device="cuda", dtype=torch.bfloat16)
 
 
 def _set(tma_fwd: bool, tma_bwd: bool):
@@ -42,7 +35,7 @@ def _set(tma_fwd: bool, tma_bwd: bool):
 
 def warm(d, causal, n):
     """Compile every kernel variant this cell uses (run in parallel worker processes first)."""
-    q, k, v, g = _inputs(d, n, "bnhd")
+    q, k, v, g = protocol_inputs(d, n, "bnhd")
     for tf, tb in ((True, True), (False, False)):
         _set(tf, tb)
         flash_attn_func(q, k, v, causal=causal).backward(g)
@@ -50,8 +43,8 @@ def warm(d, causal, n):
 
 
 def run_cell(d, causal, n) -> dict:
-    q, k, v, g = _inputs(d, n, "bnhd")
-    qt, kt, vt, gt = _inputs(d, n, "bhnd")
+    q, k, v, g = protocol_inputs(d, n, "bnhd")
+    qt, kt, vt, gt = protocol_inputs(d, n, "bhnd")
     seq = lambda q, k, v: flash_attn_func(q, k, v, causal=causal)  # noqa: E731
     fa2 = _sdpa_fn("sdpa_flash", causal)
     variants = {  # name: (fn, tensors, mode, tma fwd, tma bwd)

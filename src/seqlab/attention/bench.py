@@ -70,6 +70,16 @@ def _math_fits(batch, nheads, seqlen) -> bool:
     return batch * nheads * seqlen * seqlen * 12 < 0.6 * free
 
 
+def protocol_inputs(headdim: int, seqlen: int, layout: str = "bnhd", dtype=torch.bfloat16):
+    """The protocol's random inputs for one cell (batch = 16k tokens / seqlen, nheads = 2048 / headdim): q, k, v
+    (requiring grad) and an output gradient g, laid out (B, N, H, D) for seqlab (``"bnhd"``) or (B, H, N, D) for
+    SDPA (``"bhnd"``), on CUDA."""
+    b, h = max(1, 16384 // seqlen), 2048 // headdim
+    shape = (b, seqlen, h, headdim) if layout == "bnhd" else (b, h, seqlen, headdim)
+    q, k, v = (torch.randn(shape, device="cuda", dtype=dtype, requires_grad=True) for _ in range(3))
+    return q, k, v, torch.randn(shape, device="cuda", dtype=dtype)
+
+
 def bench_case(impl: str, batch: int, seqlen: int, nheads: int, headdim: int, causal: bool, dtype=torch.bfloat16,
                modes=MODES, warmup: int = 25, rep: int = 100) -> list[dict]:
     """Time one implementation on one shape; returns one row per mode (ms, TFLOP/s or an error)."""
