@@ -40,16 +40,16 @@ def _head(c: int) -> nn.Sequential:
 
 
 # ----------------------------------------------------------------------------- plain CNNs
-def vgg(cfg: tuple, bn: bool = True, dropout: float = 0.0) -> nn.Module:
+def vgg(cfg: tuple, bn: bool = True, dropout: float = 0.0, act: type[nn.Module] = nn.ReLU) -> nn.Module:
     """VGG (Simonyan & Zisserman 2015): conv3x3(-BN)-ReLU stacks, ``"M"`` = 2x2 max-pool; CIFAR head."""
     layers, c = [], 3
     for v in cfg:
         if v == "M":
             layers.append(nn.MaxPool2d(2))
         else:
-            layers.append(_cbr(c, v, bn=bn))
+            layers.append(_cbr(c, v, bn=bn, act=act))
             c = v
-    head = [nn.Flatten(), nn.Dropout(dropout), nn.Linear(c, c), nn.ReLU(inplace=True), nn.Linear(c, CLASSES)] \
+    head = [nn.Flatten(), nn.Dropout(dropout), nn.Linear(c, c), act(), nn.Linear(c, CLASSES)] \
         if dropout else [nn.Flatten(), nn.Linear(c, CLASSES)]
     return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), *head)
 
@@ -515,6 +515,9 @@ FAMILIES: dict[str, dict[str, Builder]] = {
         "wrn-10-2": lambda: resnet(8, preact=True, widen=2), "wrn-16-2": lambda: resnet(14, preact=True, widen=2),
         "wrn-16-4": lambda: resnet(14, preact=True, widen=4, dropout=0.3),
         "wrn-22-4": lambda: resnet(20, preact=True, widen=4),
+        # the largest: 10.5 GFLOPs (NASWOT at batch 64 still under the auto cap), 16 GFLOPs (over it: no NASWOT)
+        "wrn-28-10": lambda: resnet(26, preact=True, widen=10, dropout=0.3),
+        "wrn-40-10": lambda: resnet(38, preact=True, widen=10),
     },
     "resnext": {
         "resnext29-4x8d": lambda: bottleneck_resnet(29, 16, groups=4, expansion=2),
@@ -554,6 +557,7 @@ FAMILIES: dict[str, dict[str, Builder]] = {
     "odd": {
         "conv-lstm": lambda: ConvRNN(cell="lstm"), "conv-gru": lambda: ConvRNN(cell="gru"),
         "odd-ops": lambda: OddOps(), "dynamic-depth": lambda: DynamicDepth(),
+        "tanh-vgg": lambda: vgg((32, "M", 64, "M", 128, "M"), act=nn.Tanh),  # no rectifier: no NASWOT
     },
 }
 # one small variant per family, for quick runs and tests
