@@ -51,6 +51,21 @@ def test_tma_forward_headdim128_and_lse(tma_on):
     assert torch.allclose(lse.double(), ref_lse, atol=2e-2)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_tma_forward_headdim256_with_the_wide_backward(tma_on, monkeypatch, causal):
+    """Head dim 256 takes the TMA forward (v6 probe) and the wide-head backward, which reads its log-sum-exp."""
+    from seqlab.attention import _triton_bwd_tma, _triton_wide
+
+    fwd_calls, bwd_calls = [], []
+    real_fwd, real_bwd = tma.tma_fwd, _triton_wide.wide_bwd
+    monkeypatch.setattr(tma, "tma_fwd", lambda *a, **kw: fwd_calls.append(1) or real_fwd(*a, **kw))
+    monkeypatch.setattr(_triton_wide, "wide_bwd", lambda *a, **kw: bwd_calls.append(1) or real_bwd(*a, **kw))
+    q, k, v = rand_qkv(2, 45, 70, 2, 1, 256, torch.bfloat16)
+    assert not _triton_bwd_tma.usable(q, q, k, v, q, None, -1, 0 if causal else -1, None, 0.0, True)
+    check_against_ref(flash_attn_func, q, k, v, torch.bfloat16, causal=causal)
+    assert fwd_calls == [1] and bwd_calls == [1]
+
+
 def test_tma_rows_without_keys_give_zero_and_minus_inf():
     # causal with 40 queries over 8 keys: query rows 0..31 see no key (bottom-right alignment)
     q, k, v = rand_qkv(1, 40, 8, 1, 1, 64, torch.float16, requires_grad=False)
@@ -178,3 +193,7 @@ def test_tma_forward_tile_choice():
     assert tma.config_for(64, True, 4096) == (128, 64, 8, 3)
     assert tma.config_for(64, False, 512) == tma.CONFIGS[(64, False)]
     assert tma.config_for(128, True, 512) == tma.CONFIGS[(128, True)]
+    # v6 probe: head dim 256 takes 64x64 tiles, non-causal above 8k 128x64 with 8 warps
+    assert tma.config_for(256, True, 16384) == (64, 64, 4, 3)
+    assert tma.config_for(256, False, 8192) == (64, 64, 4, 3)
+    assert tma.config_for(256, False, 16384) == (128, 64, 8, 2)

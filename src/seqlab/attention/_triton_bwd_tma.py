@@ -160,7 +160,9 @@ def _attn_bwd_dkdv_tma(
 def usable(dout, q, k, v, out, cu_q, wl, wr, alibi, dropout_p, interpreting: bool) -> bool:
     """Whether a backward call takes these kernels: the TMA forward's scope (``_triton_fwd_tma.usable``) for
     q/k/v and for dout/out, where ``preferred`` says the H100 measured it faster."""
-    return (ENABLED and _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, False, interpreting)
+    # head dim 256 takes the TMA forward but the wide-head backward (its tiles would not fit these kernels)
+    return (ENABLED and q.shape[-1] <= 128
+            and _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, False, interpreting)
             and preferred(q, k, wr == 0, interpreting)
             and _triton_fwd_tma._desc_ok(dout) and _triton_fwd_tma._desc_ok(out))
 

@@ -1,7 +1,7 @@
 """Forward kernel that loads Q/K/V and stores O through TMA tensor descriptors (Hopper and newer).
 
 The common training case only: padded layout (batch, seqlen, heads, head_dim) with each token's heads
-contiguous, head dim 64 or 128, fp16/bf16, no dropout, no ALiBi, full or causal attention (bottom-right
+contiguous, head dim 64, 128 or 256, fp16/bf16, no dropout, no ALiBi, full or causal attention (bottom-right
 aligned, like the pointer kernel), GQA/MQA. Everything else takes ``_triton_kernels._attn_fwd``.
 
 Each tensor is described as 3-D (batch, seqlen, heads * head_dim): the copy engine zero-fills rows past a
@@ -31,20 +31,29 @@ except ImportError:  # older Triton
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) per (head dim, causal): the fastest in the v4 probes, causal head
 # dim 64 from the v5 probe (``benchmarks/attention_probe_v5.py``, results/attention_probe_v5.json: 8 warps
-# +5-8% at seqlen 4k-16k over 4 warps; at seqlen <= 2048 64-row query tiles, +6-10% at 512-2k).
+# +5-8% at seqlen 4k-16k over 4 warps; at seqlen <= 2048 64-row query tiles, +6-10% at 512-2k), head dim 256
+# from the v6 probe (``benchmarks/attention_probe_v6_d256.py``, results/attention_probe_v6_d256.json: 64x64
+# tiles, 4 warps, 3 stages beat the wide-head forward by 5-20% at every length; non-causal above 8k
+# 128x64/8 warps/2 stages by another 5%).
 CONFIGS = {
     (64, False): (128, 64, 4, 4),
     (64, True): (128, 64, 8, 3),
     (128, False): (128, 128, 8, 3),
     (128, True): (128, 128, 8, 3),
+    (256, False): (64, 64, 4, 3),
+    (256, True): (64, 64, 4, 3),
 }
 SHORT_CAUSAL_D64 = (64, 64, 4, 3)
+LONG_FULL_D256 = (128, 64, 8, 2)
+HEAD_DIMS = (64, 128, 256)
 
 
 def config_for(d: int, causal: bool, seqlen: int) -> tuple[int, int, int, int]:
     """The forward tile config for head dim ``d`` and ``seqlen = max(seqlen_q, seqlen_k)``."""
     if causal and d == 64 and seqlen <= 2048:
         return SHORT_CAUSAL_D64
+    if not causal and d == 256 and seqlen > 8192:
+        return LONG_FULL_D256
     return CONFIGS[(d, causal)]
 
 
@@ -77,7 +86,7 @@ def usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, interpreting: 
         return False
     if wl >= 0 or wr not in (-1, 0):
         return False
-    if q.dtype not in (torch.float16, torch.bfloat16) or q.shape[-1] not in (64, 128):
+    if q.dtype not in (torch.float16, torch.bfloat16) or q.shape[-1] not in HEAD_DIMS:
         return False
     if not interpreting and (q.device.type != "cuda" or not _capable(q.get_device())):
         return False
