@@ -150,3 +150,28 @@ def test_launch_tma_replays_the_first_launch_and_misses_on_any_change(monkeypatc
         before = len(FL._plans)
         FL.launch_tma(fn, kw["grid"], kw["descs"], kw["args"], kw["consts"], make, 0)
         assert len(FL._plans) == before + 1, change  # a miss: launched through the normal path, new plan
+
+
+def test_direct_launch_of_a_pointer_kernel_passes_the_arguments_through(monkeypatch):
+    import types
+
+    monkeypatch.setattr(FL, "_runtime", (lambda idx: 99, types.SimpleNamespace(launch_enter_hook=None,
+                                                                               launch_exit_hook=None)))
+    monkeypatch.setattr(FL, "_enabled", True)
+    monkeypatch.setattr(FL, "_cache", {})
+    calls, compiled = [], []
+
+    class Kernel:
+        arg_names = ["x", "n", "BLOCK"]
+
+        def __getitem__(self, grid):
+            def run(*args, **consts):
+                compiled.append(args)
+                return _fake_compiled(False, calls)
+            return run
+
+    fn, x = Kernel(), torch.zeros(4)
+    FL.launch(fn, (3,), (x, 5), {"BLOCK": 16}, 0)
+    FL.launch(fn, (3,), (x, 5), {"BLOCK": 16}, 0)
+    assert len(compiled) == 1 and len(calls) == 1
+    assert calls[0][:5] == (3, 1, 1, 99, "fn") and calls[0][13:] == (x, 5, 16)

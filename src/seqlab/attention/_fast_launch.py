@@ -192,7 +192,9 @@ def launch(fn, grid, args, consts, device_index: int) -> None:
         ck, tail, direct = hit
         gx, gy, gz = grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1
         try:
-            if direct is not None and (DIRECT_DESCRIPTORS or not direct.descs):
+            if direct is not None and not direct.descs:  # pointer kernels: the arguments go as they are
+                direct.raw(gx, gy, gz, _runtime[0](device_index), ck.function, *direct.head, *args, *tail)
+            elif direct is not None and DIRECT_DESCRIPTORS:
                 direct.raw(gx, gy, gz, _runtime[0](device_index), ck.function, *direct.head, *direct.args(args),
                            *tail)
             else:
