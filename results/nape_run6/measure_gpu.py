@@ -27,7 +27,7 @@ FAMS = ("nb201", "macro", "nb101")
 _W = {}
 
 
-def _init(synflow=True, device=None):
+def _init(synflow=True, device=None, noise="gaussian"):
     import torch
 
     from seqlab.nape import data, spaces
@@ -36,6 +36,7 @@ def _init(synflow=True, device=None):
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     _W["dev"] = dev
     _W["synflow"] = synflow
+    _W["noise"] = noise
     _W["fams"] = {n: data.load_family(n) for n in FAMS}
     _W["x"] = spaces.example_input().to(dev)
 
@@ -70,7 +71,7 @@ def _work(items):
         if _W["dev"] != "cpu":
             m = _to_device(fam, arch, m, _W["dev"])
         t0 = time.perf_counter()
-        nw = proxies.naswot(m, _W["x"], batch=64, seed=0)
+        nw = proxies.naswot(m, _W["x"], batch=64, seed=0, noise=_W["noise"])
         t1 = time.perf_counter()
         sf = proxies.synflow(m, _W["x"]) if _W["synflow"] else float("nan")
         if _W["dev"] == "cuda":
@@ -90,6 +91,8 @@ def main():
     ap.add_argument("--device", default=None, help="default: cuda if available")
     ap.add_argument("--skip", nargs="*", default=[], help="folders of <family>_proxies.csv whose ids are done")
     ap.add_argument("--reverse", action="store_true", help="work from the end of the interleaved order")
+    ap.add_argument("--noise", default="gaussian", choices=("gaussian", "pink"),
+                    help="NASWOT's synthetic inputs (run 10 added pink; runs 6/8 used gaussian)")
     a = ap.parse_args()
     t_start = time.time()
     out = Path(os.environ.get("OUT", "/tmp/nape_run6_out"))
@@ -129,7 +132,7 @@ def main():
         files[n], writers[n] = f, w
     done = {n: 0 for n in FAMS}
     ctx = mp.get_context("spawn")
-    with ctx.Pool(a.workers, initializer=_init, initargs=(not a.no_synflow, a.device)) as pool:
+    with ctx.Pool(a.workers, initializer=_init, initargs=(not a.no_synflow, a.device, a.noise)) as pool:
         pending = []
         it = iter(chunks)
         # keep at most 2 chunks per worker in flight, so the deadline can stop submission

@@ -115,17 +115,51 @@ def _full_precision():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
 
 
-def naswot(model: nn.Module, example_input: torch.Tensor, batch: int = 64, seed: int = 0) -> float:
-    """NASWOT score ``log|det K|`` on a seeded Gaussian batch (see module docstring).
+NOISES = ("gaussian", "pink")
+
+
+def synthetic_batch(example_input: torch.Tensor, batch: int, seed: int, noise: str = "gaussian") -> torch.Tensor:
+    """``(batch, ...)`` synthetic inputs shaped like ``example_input[0]``, float32 (or its dtype), on its device.
+
+    ``"gaussian"``: i.i.d. standard normal values. ``"pink"`` (image-shaped inputs ``(N, C, H, W)`` only):
+    each channel of each image has a 1/f amplitude spectrum over spatial frequency f (random phases, no DC
+    term), the second-order statistics of natural images, scaled to zero mean and unit variance per channel,
+    i.e. like normalised photographs rather than white noise. Both come from
+    ``torch.Generator().manual_seed(seed)`` (same seed, same batch)."""
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    shape = (batch, *example_input.shape[1:])
+    if noise == "gaussian":
+        return torch.randn(shape, generator=gen, dtype=example_input.dtype).to(example_input.device)
+    if example_input.dim() != 4:
+        raise ValueError(f"pink noise needs image-shaped inputs (N, C, H, W), got shape {tuple(example_input.shape)}")
+    h, w = shape[2], shape[3]
+    fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(w, dtype=torch.float64)[None, :]
+    f = torch.sqrt(fy ** 2 + fx ** 2)
+    amp = torch.where(f > 0, 1.0 / f.clamp_min(1e-12), torch.zeros_like(f))
+    spec = torch.complex(torch.randn((*shape[:2], h, w // 2 + 1), generator=gen, dtype=torch.float64),
+                         torch.randn((*shape[:2], h, w // 2 + 1), generator=gen, dtype=torch.float64)) * amp
+    x = torch.fft.irfft2(spec, s=(h, w))
+    x = (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+    return x.to(example_input.dtype).to(example_input.device)
+
+
+def naswot(model: nn.Module, example_input: torch.Tensor, batch: int = 64, seed: int = 0,
+           noise: str = "gaussian") -> float:
+    """NASWOT score ``log|det K|`` on a seeded synthetic batch (see module docstring).
 
     Args:
         model: any ``nn.Module`` with rectifier-like activations (ReLU/ReLU6/LeakyReLU/GELU/SiLU/...,
             as modules or functions); not modified (a deep copy runs, with batch norm using batch
             statistics and dropout off).
-        example_input: float tensor ``(N, ...)``; the batch is ``(batch, ...)`` standard normal noise,
-            float32 (or the example's dtype), from ``torch.Generator().manual_seed(seed)``.
+        example_input: float tensor ``(N, ...)``; the batch is ``synthetic_batch(example_input, batch, seed,
+            noise)``: standard normal noise by default.
         batch: mini-batch size ``B`` (>= 2); the kernel is ``(B, B)``.
         seed: the noise seed (same seed -> same score).
+        noise: ``"gaussian"`` (default; the shipped predictor's constants were computed with it) or
+            ``"pink"`` (1/f images, see ``synthetic_batch``).
     Returns:
         float: ``log det K`` (K is positive semi-definite); ``-inf`` if two inputs share their code.
     Raises:
@@ -134,8 +168,7 @@ def naswot(model: nn.Module, example_input: torch.Tensor, batch: int = 64, seed:
     x0 = _check_input(example_input)
     if batch < 2:
         raise ValueError(f"naswot needs a batch of at least 2 inputs, got {batch}")
-    gen = torch.Generator().manual_seed(int(seed))
-    x = torch.randn((batch, *x0.shape[1:]), generator=gen, dtype=x0.dtype).to(x0.device)
+    x = synthetic_batch(x0, batch, seed, noise)
     net = _copy(model)
     net.eval()
     for m in net.modules():  # batch statistics, as at training time (running stats are still zero/one)
