@@ -40,7 +40,10 @@ from pathlib import Path
 import torch
 
 from seqlab.nape import ComputationGraph, load_pretrained, zoo
-from seqlab.nape.graph import OP_TYPES
+from seqlab.nape.graph import OP_TYPES, PROXY_NOISE
+from seqlab.nape.proxies import naswot_key
+
+NASWOT_KEY = naswot_key(PROXY_NOISE)  # where from_module stores its NASWOT score
 
 
 def _warnings_of(fn):
@@ -100,7 +103,7 @@ def run_one(pred, family: str, variant: str, x: torch.Tensor, onnx_dir: Path | N
         trace_ok=True, trace_s=round(t_trace, 4), nodes=len(cg.nodes), edges=len(cg.edges),
         ops={k: ops[k] for k in OP_TYPES if ops[k]}, n_other=ops["other"],
         other_names=sorted({n.name for n in cg.nodes if n.op == "other"}), warnings=msgs,
-        naswot=cg.proxies.get("naswot"), has_naswot="naswot" in cg.proxies,
+        naswot=cg.proxies.get(NASWOT_KEY), has_naswot=NASWOT_KEY in cg.proxies,
         flops=cg.flops(), params=cg.params(), shapes_missing=sum(n.out_shape is None for n in cg.nodes),
     )
     try:

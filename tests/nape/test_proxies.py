@@ -13,6 +13,9 @@ from torch import nn
 
 from seqlab.nape import ComputationGraph, proxies, spaces
 from seqlab.nape import data as nd
+from seqlab.nape.graph import PROXY_NOISE
+
+KEY = proxies.naswot_key(PROXY_NOISE)  # where from_module stores its NASWOT score
 
 X = torch.zeros(1, 3, 32, 32)
 
@@ -114,14 +117,14 @@ def test_from_module_computes_the_proxy_by_default_for_rectifier_modules(tmp_pat
     m = spaces.macro("10000000").eval()
     monkeypatch.delenv("SEQLAB_NAPE_PROXY", raising=False)
     cg = ComputationGraph.from_module(m, X)  # the default ("auto"): the module has ReLUs
-    assert cg.proxies["naswot"] == pytest.approx(proxies.naswot(m, X))
+    assert cg.proxies[KEY] == pytest.approx(proxies.naswot(m, X, noise="pink"))
     assert ComputationGraph.from_module(m, X, proxies=True).proxies == cg.proxies
     assert ComputationGraph.from_module(m, X, proxies=False).proxies == {}
     monkeypatch.setenv("SEQLAB_NAPE_PROXY", "0")  # the environment switches the default off ...
     assert ComputationGraph.from_module(m, X).proxies == {}
-    assert "naswot" in ComputationGraph.from_module(m, X, proxies=True).proxies  # ... not an explicit request
+    assert KEY in ComputationGraph.from_module(m, X, proxies=True).proxies  # ... not an explicit request
     monkeypatch.setenv("SEQLAB_NAPE_PROXY", "1")
-    assert "naswot" in ComputationGraph.from_module(m, X).proxies
+    assert KEY in ComputationGraph.from_module(m, X).proxies
     monkeypatch.delenv("SEQLAB_NAPE_PROXY")
     # the traced module and the global RNG are untouched by the extra pass
     state = torch.random.get_rng_state()
@@ -145,7 +148,7 @@ def test_from_module_computes_the_proxy_by_default_for_rectifier_modules(tmp_pat
         cg2 = ComputationGraph.from_module(lin, torch.zeros(1, 12), proxies=True)
     assert cg2.proxies == {}
     gs = nd.GraphSet.from_graphs([cg, cg2])
-    assert gs.proxy[0] == cg.proxies["naswot"] and np.isnan(gs.proxy[1])
+    assert gs.proxy[0] == cg.proxies[KEY] and np.isnan(gs.proxy[1])
     assert np.isnan(gs.select([1]).proxy[0]) and nd.GraphSet.concat([gs, gs.select([0])]).proxy.shape == (3,)
 
 
@@ -180,13 +183,13 @@ def test_auto_proxy_skips_silently_where_it_cannot_or_should_not_run(monkeypatch
         assert ComputationGraph.from_module(meta, torch.zeros(1, 3, 8, 8, device="meta")).proxies == {}
         assert ComputationGraph.from_module(_FailsOnBatches(), torch.zeros(1, 8)).proxies == {}
         # a rectifier module in a one-tuple input is scored
-        assert "naswot" in ComputationGraph.from_module(_mlp(), (torch.zeros(1, 20),)).proxies
+        assert KEY in ComputationGraph.from_module(_mlp(), (torch.zeros(1, 20),)).proxies
     # too expensive for the default: skipped (the limit is on 64 x the CG's FLOPs)
     from seqlab.nape import graph as ng
 
     monkeypatch.setattr(ng, "AUTO_PROXY_MAX_FLOPS", 1.0)
     assert ComputationGraph.from_module(_mlp(), torch.zeros(1, 20)).proxies == {}
-    assert "naswot" in ComputationGraph.from_module(_mlp(), torch.zeros(1, 20), proxies=True).proxies
+    assert KEY in ComputationGraph.from_module(_mlp(), torch.zeros(1, 20), proxies=True).proxies
 
 
 def test_family_caches_stay_proxy_free(monkeypatch):
@@ -211,7 +214,7 @@ def test_shipped_predictor_uses_the_proxy_on_the_plain_traced_path(monkeypatch):
     assert model.cfg.proxy_weight > 0
     nets = [spaces.macro(code).eval() for code in ("10000000", "00000001")]
     plain = [ComputationGraph.from_module(m, X) for m in nets]
-    assert all("naswot" in g.proxies for g in plain)
+    assert all(KEY in g.proxies for g in plain)
     p_plain = model.predict(plain)
     np.testing.assert_allclose(p_plain, model.predict([(m, X) for m in nets]), rtol=0, atol=1e-6)
     gnn_only = model.predict([ComputationGraph.from_module(m, X, proxies=False) for m in nets])
@@ -265,7 +268,7 @@ def test_gennape_proxy_term_is_batch_independent_and_checkpoint_compatible(tmp_p
     # w = 1: the ranking is the proxy's; (module, input) pairs get the score computed on the fly
     model.set_proxy({"a": gs_a.proxy}, 1.0)
     p1 = model.predict(gb)
-    assert np.array_equal(np.argsort(p1), np.argsort([g.proxies["naswot"] for g in gb]))
+    assert np.array_equal(np.argsort(p1), np.argsort([g.proxies[KEY] for g in gb]))
     m = _cnn(8, 2, seed=5).eval()
     x = torch.zeros(1, 3, 8, 8)
     assert model.predict([(m, x)])[0] == pytest.approx(
@@ -296,7 +299,7 @@ def test_fine_tune_proxy_option_cv_weight_and_errors():
     assert kept.cfg.proxy_weight == 0.2 and (kept.proxy_ref, kept.proxy_scale) == consts
     cv = copy.deepcopy(model).fine_tune(gb, yb, n=12, epochs=2, seed=0, proxy="cv")
     picked = np.random.default_rng(0).choice(20, size=12, replace=False)
-    nw = np.array([gb[i].proxies["naswot"] for i in picked])
+    nw = np.array([gb[i].proxies[KEY] for i in picked])
     assert cv.cfg.proxy_weight in [round(0.1 * i, 1) for i in range(11)]
     assert cv.proxy_ref == pytest.approx(nw.mean()) and cv.proxy_scale == pytest.approx(nw.std())
     # the same samples and seed give the same fine-tuned GNN with or without the choice of w
@@ -304,7 +307,7 @@ def test_fine_tune_proxy_option_cv_weight_and_errors():
     np.testing.assert_allclose(cv.predict(ga), kept.predict(ga), rtol=0, atol=1e-6)
     fixed = copy.deepcopy(model).fine_tune(gb, yb, n=12, epochs=2, seed=0, proxy=1.0)
     p = fixed.predict(ga)  # w = 1: the proxy's ranking, each graph on its own
-    assert np.array_equal(np.argsort(p), np.argsort([g.proxies["naswot"] for g in ga]))
+    assert np.array_equal(np.argsort(p), np.argsort([g.proxies[KEY] for g in ga]))
     np.testing.assert_allclose([fixed.predict([g])[0] for g in ga], p, rtol=0, atol=1e-4)
     bare = [ComputationGraph(nodes=g.nodes, edges=g.edges, name=g.name) for g in gb]
     with pytest.raises(ValueError, match="NASWOT score of every sample"):
@@ -344,3 +347,45 @@ def test_select_proxy_weight_follows_the_proxy_and_validates_input():
     fams["b"][0].proxy = None
     with pytest.raises(ValueError, match="'b'"):
         select_proxy_weight(fams, **cfg)
+
+
+def test_pink_synthetic_batch_has_a_1_over_f_spectrum_and_unit_variance():
+    x = proxies.synthetic_batch(torch.zeros(1, 3, 32, 32), 16, seed=3, noise="pink")
+    assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 and torch.isfinite(x).all()
+    assert torch.allclose(x.mean(dim=(2, 3)), torch.zeros(16, 3), atol=1e-5)
+    assert torch.allclose(x.std(dim=(2, 3)), torch.ones(16, 3), atol=1e-4)
+    assert torch.equal(x, proxies.synthetic_batch(torch.zeros(1, 3, 32, 32), 16, seed=3, noise="pink"))
+    power = torch.fft.rfft2(x.double()).abs().pow(2).mean(dim=(0, 1))  # (32, 17)
+    low, high = power[1:3, 1:3].mean(), power[12:16, 12:16].mean()
+    assert low > 20 * high  # white noise would give equal power at every frequency
+    white = proxies.synthetic_batch(torch.zeros(1, 3, 32, 32), 16, seed=3)
+    wp = torch.fft.rfft2(white.double()).abs().pow(2).mean(dim=(0, 1))
+    assert wp[1:3, 1:3].mean() < 3 * wp[12:16, 12:16].mean()
+    # inputs without two spatial axes have no spectrum to shape: the Gaussian batch
+    assert torch.equal(proxies.synthetic_batch(torch.zeros(1, 20), 4, seed=1, noise="pink"),
+                       proxies.synthetic_batch(torch.zeros(1, 20), 4, seed=1))
+    with pytest.raises(ValueError, match="noise"):
+        proxies.synthetic_batch(torch.zeros(1, 20), 4, seed=1, noise="brown")
+    assert proxies.naswot_key("gaussian") == "naswot" and proxies.naswot_key("pink") == "naswot_pink"
+
+
+def test_predictor_reads_the_score_of_its_own_noise(tmp_path):
+    pytest.importorskip("torch_geometric")
+    from seqlab.nape import GENNAPE
+
+    ga, ya = _family(12, 0, [4, 8])
+    gs = nd.GraphSet.from_graphs(ga)
+    model = GENNAPE(device="cpu", ensemble=1, epochs=1, pretrain_epochs=1, batch_size=16, hidden=16, layers=1,
+                    clusters=2).fit({"a": (gs, ya)}, progress=False)
+    assert model.cfg.proxy_noise == PROXY_NOISE  # a new model matches from_module's default
+    model.set_proxy({"a": gs.proxy}, 0.5)
+    model.save(tmp_path / "m.pt")
+    st = torch.load(tmp_path / "m.pt", weights_only=True)
+    st["config"].pop("proxy_noise")  # a checkpoint from before run 10: its constants are Gaussian-noise ones
+    torch.save(st, tmp_path / "old.pt")
+    old = GENNAPE.load(tmp_path / "old.pt", device="cpu")
+    assert old.cfg.proxy_noise == "gaussian"
+    with pytest.warns(UserWarning, match="calibrated with 'gaussian'"):
+        alone = old.predict(ga)  # the graphs carry only the pink score: the graph alone, not a mixed-up score
+    old.cfg.proxy_weight = 0.0
+    np.testing.assert_allclose(alone, old.predict(ga), rtol=0, atol=1e-9)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 
-def _load_target(target: str, input_shape: str, proxies: bool = False):
+def _load_target(target: str, input_shape: str, proxies: bool = False, noise: str = "pink"):
     """``model.onnx`` -> CG; ``pkg.module:callable`` -> (module, example input) traced to a CG (with the
     data-free NASWOT score when ``proxies``)."""
     import torch
@@ -29,7 +29,8 @@ def _load_target(target: str, input_shape: str, proxies: bool = False):
         model, x = made
     else:
         model, x = made, torch.zeros(*[int(v) for v in input_shape.split(",")])
-    return ComputationGraph.from_module(model.eval(), x, name=target, proxies=None if proxies else False)
+    return ComputationGraph.from_module(model.eval(), x, name=target, proxies=None if proxies else False,
+                                        proxy_noise=noise)
 
 
 def _cmd_predict(args) -> int:
@@ -39,7 +40,8 @@ def _cmd_predict(args) -> int:
     from tqdm import tqdm
 
     bar = tqdm(args.targets, desc="tracing", disable=len(args.targets) < 2)
-    graphs = [_load_target(t, args.input_shape, proxies=model.cfg.proxy_weight > 0) for t in bar]
+    graphs = [_load_target(t, args.input_shape, proxies=model.cfg.proxy_weight > 0, noise=model.cfg.proxy_noise)
+              for t in bar]
     if args.save_cg:
         graphs[0].save(args.save_cg)
     if args.draw:
@@ -96,7 +98,7 @@ def _cmd_train(args) -> int:
               f"{[round(v, 3) for v in info['mean']]})")
     else:
         weight = float(args.proxy_weight)
-    model = GENNAPE(device=args.device, beta=beta, **cfg)
+    model = GENNAPE(device=args.device, beta=beta, proxy_noise=args.proxy_noise, **cfg)
     model.fit(fams, seed=args.seed)
     if use_proxy:
         model.set_proxy({n: gs.proxy for n, (gs, _) in fams.items()}, weight)
@@ -171,8 +173,11 @@ def register(sub) -> None:
     t.add_argument("--proxy-weight", default="0",
                    help="mixing weight of the data-free NASWOT score in [0, 1] (0 = off), or 'auto': chosen by "
                         "leave-one-family-out over the training families (results/nape_run8)")
-    t.add_argument("--proxy-scores", default="results/nape_run8",
+    t.add_argument("--proxy-scores", default="results/nape_run10",
                    help="folder of <family>_proxies.csv NASWOT scores (for the proxy's standardisation constants)")
+    t.add_argument("--proxy-noise", default="pink", choices=("gaussian", "pink"),
+                   help="the synthetic inputs the --proxy-scores were computed with; predictions compute NASWOT "
+                        "the same way (results/nape_run10: pink; runs 5-9: gaussian)")
     t.set_defaults(func=_cmd_train)
 
     e = nsub.add_parser("eval", help="score a predictor on the labelled families")

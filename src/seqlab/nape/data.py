@@ -196,7 +196,7 @@ class GraphSet:
     ``edges``: int64 ``(2, sum E_i)`` local (per-graph) indices; ``eoff``: int64 ``(G+1,)``;
     ``g``: float32 ``(G, len(GRAPH_FEATURES))``; ``sig``: float32 ``(G, 16)`` Laplacian signatures;
     ``flops``/``params``: float64 ``(G,)`` counted on the CG (FLOPs per sample); ``proxy``: float64 ``(G,)``
-    data-free NASWOT score of each network (``ComputationGraph.proxies["naswot"]``), NaN where a graph has none,
+    data-free NASWOT score of each network (``ComputationGraph.proxies[proxy_key]``), NaN where a graph has none,
     or ``None``.
     """
 
@@ -222,7 +222,14 @@ class GraphSet:
         return self._struct
 
     @classmethod
-    def from_graphs(cls, graphs: list[ComputationGraph]) -> GraphSet:
+    def from_graphs(cls, graphs: list[ComputationGraph], proxy_key: str | None = None) -> GraphSet:
+        """Stack CGs; ``proxy`` comes from ``cg.proxies[proxy_key]`` (``proxies.naswot_key(noise)``; default: the
+        key of ``from_module``'s NASWOT pass, ``graph.PROXY_NOISE``)."""
+        if proxy_key is None:
+            from .graph import PROXY_NOISE
+            from .proxies import naswot_key
+
+            proxy_key = naswot_key(PROXY_NOISE)
         xs = [cg.node_features() for cg in graphs]
         es = [cg.edge_index() for cg in graphs]
         return cls(
@@ -234,8 +241,8 @@ class GraphSet:
             sig=np.stack([cg.laplacian_signature() for cg in graphs]).astype(np.float32),
             flops=np.array([cg.flops(per_sample=True) for cg in graphs]),
             params=np.array([float(cg.params()) for cg in graphs]),
-            proxy=(np.array([float(cg.proxies.get("naswot", np.nan)) for cg in graphs])
-                   if any("naswot" in cg.proxies for cg in graphs) else None),
+            proxy=(np.array([float(cg.proxies.get(proxy_key, np.nan)) for cg in graphs])
+                   if any(proxy_key in cg.proxies for cg in graphs) else None),
         )
 
     def select(self, idx) -> GraphSet:

@@ -187,6 +187,9 @@ def _numel(shape: Sequence[int] | None) -> int:
 # most ~30 s on one CPU thread (results/nape_run6/shipped_check.txt: 3.5e12 took 109 s); the CG then has no score
 # and predictors use the graph alone
 AUTO_PROXY_MAX_FLOPS = 1.0e12
+# The synthetic inputs of from_module's NASWOT pass (results/nape_run10: 1/f images rank NB-201 at SRCC 0.853
+# against 0.811 for white noise); the score is stored under proxies.naswot_key(noise).
+PROXY_NOISE = "pink"
 _RECTIFIER_OPS = {"relu", "relu6", "gelu", "silu", "hardswish"}
 
 
@@ -236,7 +239,8 @@ class ComputationGraph:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_module(cls, model, example_input, name: str = "", proxies: bool | None = None) -> ComputationGraph:
+    def from_module(cls, model, example_input, name: str = "", proxies: bool | None = None,
+                    proxy_noise: str | None = None) -> ComputationGraph:
         """Trace ``model(example_input)`` into a CG.
 
         Args:
@@ -244,10 +248,10 @@ class ComputationGraph:
             example_input: a tensor (e.g. float32 ``(1, 3, 32, 32)``), or a tuple of positional inputs.
                 ``meta``-device modules and inputs work and cost no arithmetic.
             proxies: whether to compute the data-free NASWOT score of the module
-                (:func:`seqlab.nape.proxies.naswot`: 64 seeded Gaussian inputs shaped like ``example_input``, one
+                (:func:`seqlab.nape.proxies.naswot`: 64 seeded synthetic inputs shaped like ``example_input``, one
                 forward pass at batch 64 on a deep copy; the module and the global RNG are untouched) and store it
-                in ``cg.proxies["naswot"]``, which the shipped predictor mixes into its score (results/nape_run5,
-                nape_run6).
+                in ``cg.proxies[naswot_key(proxy_noise)]`` (``"naswot_pink"`` by default), which the shipped
+                predictor mixes into its score (results/nape_run5, nape_run6, nape_run10).
 
                 * ``None`` (default, "auto"): computed when the traced graph has a rectifier-like activation
                   (ReLU/ReLU6/GELU/SiLU/hardswish/...), the module has real (not ``meta``) weights, the example
@@ -270,6 +274,10 @@ class ComputationGraph:
 
         if proxies is not None and not isinstance(proxies, (bool, np.bool_)):
             raise TypeError(f"proxies must be None (auto), True or False, got {proxies!r}")
+        from .proxies import naswot_key
+
+        noise = PROXY_NOISE if proxy_noise is None else proxy_noise
+        key = naswot_key(noise)  # ValueError for an unknown noise
 
         cg = trace_module(model, example_input, name=name)
         explicit = proxies is not None
@@ -283,13 +291,13 @@ class ComputationGraph:
             from .proxies import naswot
 
             try:
-                score = naswot(model, example_input)
+                score = naswot(model, example_input, noise=noise)
             except Exception as exc:  # noqa: BLE001 - any failure of the extra pass must not break tracing
                 if explicit:
                     warnings.warn(f"no NASWOT score for {cg.name}: {exc}", stacklevel=2)
             else:
                 if math.isfinite(score):
-                    cg.proxies["naswot"] = score
+                    cg.proxies[key] = score
         return cg
 
     @classmethod

@@ -52,6 +52,7 @@ from torch.nn import functional as F
 
 from .data import STRUCT_FEATURES, GraphSet
 from .graph import GRAPH_FEATURES, NUM_NODE_FEATURES, ComputationGraph
+from .proxies import naswot_key
 
 FLOPS_SCALE = 0.6  # ~ the std of ln(FLOPs) within a NAS family; fixed so one graph can be scored alone
 
@@ -75,6 +76,10 @@ class Config:
     rank_targets: bool = False  # Gaussianised within-family ranks instead of z-scores (see results/nape_run2)
     struct_features: bool = False  # append data.STRUCT_FEATURES to the graph-level features (results/nape_run4)
     proxy_weight: float = 0.0  # mixing weight w of the standardised data-free NASWOT score (results/nape_run5)
+    # NASWOT's synthetic inputs, as in proxies.synthetic_batch: the scores behind proxy_ref/proxy_scale were
+    # computed with it, and graphs are scored with the key proxies.naswot_key(proxy_noise); the default is
+    # from_module's (graph.PROXY_NOISE); checkpoints from before run 10 have no field and load as Gaussian
+    proxy_noise: str = "pink"
 
 
 # ----------------------------------------------------------------------------- batching
@@ -263,14 +268,22 @@ class GENNAPE:
                 # with the proxy term on: the same rule as a plain ``from_module`` (auto), so a pair and its
                 # traced CG predict the same; off: no extra pass
                 graphs.append(ComputationGraph.from_module(it[0], it[1],
-                                                           proxies=None if self.cfg.proxy_weight > 0 else False))
+                                                           proxies=None if self.cfg.proxy_weight > 0 else False,
+                                                           proxy_noise=self.cfg.proxy_noise))
             else:
                 raise ValueError("predict expects ComputationGraphs or (nn.Module, example_input) pairs, "
                                  f"got {type(it).__name__}"
                                  + (f" of length {len(it)}" if isinstance(it, (tuple, list)) else ""))
         if not graphs:
             raise ValueError("nothing to predict")
-        return GraphSet.from_graphs(graphs)
+        key = naswot_key(self.cfg.proxy_noise)
+        if self.cfg.proxy_weight > 0 and not any(key in g.proxies for g in graphs):
+            other = sorted({k for g in graphs for k in g.proxies if k.startswith("naswot")})
+            if other:
+                warnings.warn(f"the graphs carry NASWOT scores {other} but this predictor was calibrated with "
+                              f"{self.cfg.proxy_noise!r} inputs ({key!r}): predicting from the graphs alone; "
+                              f"trace with from_module(..., proxy_noise={self.cfg.proxy_noise!r})", stacklevel=3)
+        return GraphSet.from_graphs(graphs, proxy_key=key)
 
     def set_proxy(self, scores: dict[str, np.ndarray], weight: float) -> GENNAPE:
         """Turn on the data-free proxy term with mixing weight ``weight`` (0 = off, 1 = proxy only).
@@ -615,7 +628,9 @@ class GENNAPE:
             raise ValueError(f"{path}: not a GENNAPE checkpoint ({exc})") from exc
         if not isinstance(st, dict) or st.get("format") != "seqlab-gennape/1":
             raise ValueError(f"{path}: not a GENNAPE checkpoint")
-        model = cls(device=device, **st["config"])
+        config = dict(st["config"])
+        config.setdefault("proxy_noise", "gaussian")  # written before run 10: Gaussian-noise NASWOT constants
+        model = cls(device=device, **config)
         model.mu, model.sd, model.flops_ref = st["mu"], st["sd"], st["flops_ref"]
         # checkpoints from before run 5 have no proxy constants (and proxy_weight defaults to 0: off)
         model.proxy_ref = float(st.get("proxy_ref", 0.0))
