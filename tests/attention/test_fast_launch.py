@@ -175,3 +175,40 @@ def test_direct_launch_of_a_pointer_kernel_passes_the_arguments_through(monkeypa
     FL.launch(fn, (3,), (x, 5), {"BLOCK": 16}, 0)
     assert len(compiled) == 1 and len(calls) == 1
     assert calls[0][:5] == (3, 1, 1, 99, "fn") and calls[0][13:] == (x, 5, 16)
+
+
+def test_launch_tma_falls_back_when_the_launcher_rejects_a_replay(monkeypatch):
+    import types
+
+    from triton.backends.nvidia import driver as nvdriver
+
+    monkeypatch.setattr(nvdriver, "_BASE_ARGS_FORMAT_LEN", 13, raising=False)
+    monkeypatch.setattr(nvdriver, "make_tensordesc_arg", lambda arg, meta: [arg.base.data_ptr(), *arg.shape])
+    monkeypatch.setattr(FL, "_runtime", (lambda idx: 0, types.SimpleNamespace(launch_enter_hook=None,
+                                                                              launch_exit_hook=None)))
+    monkeypatch.setattr(FL, "_enabled", True)
+    monkeypatch.setattr(FL, "_cache", {})
+    monkeypatch.setattr(FL, "_plans", {})
+    compiled = []
+
+    def rejecting(*a):
+        raise TypeError("another launcher convention")
+
+    class Kernel:
+        arg_names = ["desc", "n", "BLOCK"]
+
+        def __getitem__(self, grid):
+            def run(*args, **consts):
+                compiled.append(args)
+                return _fake_compiled(True, [])
+            return run
+
+    fn, x = Kernel(), torch.zeros(4, 4)
+    make = lambda t, rows: _Desc(t, list(t.shape))  # noqa: E731
+    FL.launch_tma(fn, (1, 1, 1), ((x, 4),), (3,), {"BLOCK": 4}, make, 0)
+    key = next(iter(FL._plans))
+    raw, function, rest, ck = FL._plans[key]
+    FL._plans[key] = (rejecting, function, rest, ck)
+    FL.launch_tma(fn, (1, 1, 1), ((x, 4),), (3,), {"BLOCK": 4}, make, 0)  # replay rejected: Triton's path
+    assert len(compiled) == 2 and not FL.enabled() and not FL._plans
+    FL.set_enabled(True)

@@ -154,10 +154,13 @@ def launch_tma(fn, grid, descs, args, consts, make_desc, device_index: int) -> N
            tuple((a.data_ptr(), a.dtype) if isinstance(a, torch.Tensor) else (type(a), a) for a in args))
     plan = _plans.get(key)
     if plan is not None and _hooks_idle(_runtime[1]):
-        raw, function, rest = plan
-        raw(grid[0], grid[1], grid[2], _runtime[0](device_index), function, *rest)
-        stats["direct"] += 1
-        return
+        raw, function, rest, _ = plan
+        try:
+            raw(grid[0], grid[1], grid[2], _runtime[0](device_index), function, *rest)
+            stats["direct"] += 1
+            return
+        except (TypeError, ValueError):  # a launcher with another convention: Triton's path from now on
+            set_enabled(False)
     full = tuple(make_desc(t, rows) for t, rows in descs) + tuple(args)
     launch(fn, grid, full, consts, device_index)
     if not _enabled or len(grid) != 3:
@@ -170,7 +173,8 @@ def launch_tma(fn, grid, descs, args, consts, make_desc, device_index: int) -> N
     expanded = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in direct.args(full)]
     if len(_plans) >= _MAX_PLANS:
         _plans.clear()
-    _plans[key] = (direct.raw, ck.function, (*direct.head, *expanded, *tail))
+    # (the compiled kernel rides along so that its module, which owns ``function``, lives as long as the plan)
+    _plans[key] = (direct.raw, ck.function, (*direct.head, *expanded, *tail), ck)
 
 
 def launch(fn, grid, args, consts, device_index: int) -> None:
