@@ -9,6 +9,9 @@ than 0.005 there. NB-201 (the family with the 0.91 target) chooses nothing: for 
 the full protocol (w by 5-fold CV on the samples, as GENNAPE.fine_tune(proxy="cv")), 5 draws, reported.
 
     PYTHONPATH=src python results/nape_run11/ft_sweep.py FAMILY MODEL.pt OUT.json EPOCHS LR DRAWS [--cv]
+
+The confirmation step (after the sweep chose 150 epochs, lr 3e-3) runs the same script with --cv on all three
+families, one process per draw (DRAWS = d:d+1).
 """
 import copy
 import json
@@ -24,7 +27,10 @@ from seqlab.nape.metrics import srcc
 from seqlab.nape.predictor import GENNAPE
 
 held, mpath, out = sys.argv[1:4]
-epochs, lr, draws = int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+# DRAWS: a count (draws 0..DRAWS-1) or a range A:B (draws A..B-1, to spread the draws over processes)
+epochs, lr = int(sys.argv[4]), float(sys.argv[5])
+a, _, b = sys.argv[6].rpartition(":")
+draws = range(int(a or 0), int(b))
 cv = "--cv" in sys.argv
 f = data.load_family(held, ".nape_data")
 gs = data.family_graphs(f, progress=False)
@@ -33,7 +39,7 @@ gs.proxy = np.full(len(gs), np.nan)
 gs.proxy[idx] = sc
 base = GENNAPE.load(mpath, device="cuda" if torch.cuda.is_available() else "cpu")
 rows = []
-for d in range(draws):
+for d in draws:
     t = time.time()
     pick = np.random.default_rng(1000 + d).choice(len(f), size=50, replace=False)
     rest = np.setdiff1d(np.arange(len(f)), pick)
