@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import platform
 import sys
@@ -84,8 +85,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--shots", type=int, default=50)
-    ap.add_argument("--ft-epochs", type=int, default=150, help="fine-tuning epochs (GENNAPE.fine_tune's default)")
-    ap.add_argument("--ft-lr", type=float, default=3e-3, help="fine-tuning learning rate (fine_tune's default)")
+    ap.add_argument("--ft-epochs", type=int, default=None, help="fine-tuning epochs (default: GENNAPE.fine_tune's)")
+    ap.add_argument("--ft-lr", type=float, default=None, help="fine-tuning learning rate (default: fine_tune's)")
     ap.add_argument("--families", default=",".join(data.FAMILIES), help="held-out families to evaluate")
     ap.add_argument("--ship", default=None, help="also train on all families and save the predictor here")
     ap.add_argument("--ship-ensemble", type=int, default=3)
@@ -103,6 +104,9 @@ def main(argv=None) -> int:
                     help="comma-separated output folders of runs over disjoint --families (e.g. run in parallel "
                          "on a small CPU): merge their results into --out, with one plot")
     args = ap.parse_args(argv)
+    ft_defaults = inspect.signature(GENNAPE.fine_tune).parameters
+    args.ft_epochs = ft_defaults["epochs"].default if args.ft_epochs is None else args.ft_epochs
+    args.ft_lr = ft_defaults["lr"].default if args.ft_lr is None else args.ft_lr
     if args.merge:
         return merge([Path(d) for d in args.merge.split(",")], Path(args.out), args.data)
     if args.quick:

@@ -527,7 +527,7 @@ class GENNAPE:
             graphs: CGs / (module, input) pairs / GraphSet; targets: accuracy in percent, ``(len(graphs),)``.
             epochs, lr: the schedule of every member (one step per epoch when ``n`` fits in a batch). 150 / 3e-3
                 were chosen on NAS-Bench-Macro and NB-101 among five schedules (results/nape_run11): 50-shot SRCC of
-                the GNN 0.973 / 0.840 there, against 0.807 / 0.810 with the 60 / 1e-3 used before.
+                the GNN 0.973 / 0.840 there, against 0.806 / 0.810 with the 60 / 1e-3 used before.
             proxy: the data-free NASWOT term after fine-tuning.
 
                 * ``None`` (default): left as it was (``proxy_weight`` and the training families' constants).
