@@ -1,3 +1,8 @@
+"""Run 11, step 0 (exploratory): mixing rules on the 60-epoch fine-tunes of oof_ft.py (dev families only).
+
+    python results/nape_run11/mix_rules.py ft_macro.npz ft_nb101.npz  # writes the table of mix_rules.txt
+"""
+
 import itertools
 import json
 import sys

@@ -1,5 +1,8 @@
 """50-shot variants on a saved zero-shot model. Per draw: the 5-fold out-of-fold (OOF) fine-tuned GNN scores on the
-50 samples and the full fine-tune's scores on the rest, plus label-free features; then combination rules."""
+50 samples and the full fine-tune's scores on the rest, plus label-free features (mix_rules.py compares rules on them).
+
+    PYTHONPATH=src python results/nape_run11/oof_ft.py FAMILY MODEL.pt OUT.npz [DRAWS]   # old schedule: 60, 1e-3
+"""
 
 import copy
 import json
