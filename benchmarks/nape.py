@@ -55,13 +55,26 @@ def _git_commit() -> str | None:
         return None
 
 
-def load_all(folder, progress=True):
+def load_all(folder, progress=True, proxy_scores=None):
+    """-> (family name -> Family, family name -> GraphSet); with ``proxy_scores`` (a folder of
+    ``<family>_proxies.csv``) each GraphSet's ``proxy`` holds its networks' NASWOT scores (NaN: none)."""
     fams, graphs = {}, {}
     for name in data.FAMILIES:
         f = data.load_family(name, folder)
         fams[name] = f
-        graphs[name] = data.family_graphs(f, progress=progress)
+        graphs[name] = g = data.family_graphs(f, progress=progress)
+        if proxy_scores:
+            idx, sc = read_proxy_scores(proxy_scores, name, folder)
+            g.proxy = np.full(len(g), np.nan)
+            g.proxy[idx] = sc
     return fams, graphs
+
+
+def training_masks(fams, graphs):
+    """Which networks of each family are trained on: all, except NB-101 cells whose labels do not match them."""
+    masks = {n: np.ones(len(fams[n]), bool) for n in fams}
+    masks["nb101"] = data.nb101_consistent(fams["nb101"], graphs["nb101"])
+    return masks
 
 
 def train_set(names, fams, graphs, masks):
@@ -114,17 +127,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    fams, graphs = load_all(args.data)
+    fams, graphs = load_all(args.data, proxy_scores=args.proxy_scores)
     if args.struct_features:  # once per family: select() slices them for training subsets and fine-tune draws
         for g in graphs.values():
             g.structure()
-    if args.proxy_scores:
-        for n, g in graphs.items():
-            idx, sc = read_proxy_scores(args.proxy_scores, n, args.data)
-            g.proxy = np.full(len(g), np.nan)
-            g.proxy[idx] = sc
-    masks = {n: np.ones(len(fams[n]), bool) for n in fams}
-    masks["nb101"] = data.nb101_consistent(fams["nb101"], graphs["nb101"])
+    masks = training_masks(fams, graphs)
     cfg = dict(ensemble=args.ensemble, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
                max_graphs_per_family=args.max_graphs, batch_size=args.batch_size, rank_targets=args.rank_targets,
                struct_features=args.struct_features)

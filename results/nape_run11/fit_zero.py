@@ -5,23 +5,15 @@
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, "benchmarks")
-from nape import load_all, train_set
+from nape import load_all, train_set, training_masks
 from seqlab.nape import data
-from seqlab.nape.data import read_proxy_scores
 from seqlab.nape.predictor import GENNAPE
 
 held, out = sys.argv[1], sys.argv[2]
 t = time.time()
-fams, graphs = load_all(".nape_data", progress=False)
-for n, g in graphs.items():
-    idx, sc = read_proxy_scores("results/nape_run10", n, ".nape_data")
-    g.proxy = np.full(len(g), np.nan)
-    g.proxy[idx] = sc
-masks = {n: np.ones(len(fams[n]), bool) for n in fams}
-masks["nb101"] = data.nb101_consistent(fams["nb101"], graphs["nb101"])
+fams, graphs = load_all(".nape_data", progress=False, proxy_scores="results/nape_run10")
+masks = training_masks(fams, graphs)
 train = train_set([n for n in data.FAMILIES if n != held], fams, graphs, masks)
 cfg = dict(ensemble=5, epochs=6, pretrain_epochs=2, max_graphs_per_family=1024, batch_size=128, rank_targets=True,
            beta=0.5)

@@ -15,20 +15,13 @@ import sys
 import numpy as np
 
 sys.path.insert(0, "benchmarks")
-from nape import load_all, train_set  # noqa: E402
-from seqlab.nape import data  # noqa: E402
-from seqlab.nape.data import read_proxy_scores  # noqa: E402
+from nape import load_all, train_set, training_masks  # noqa: E402
 from seqlab.nape.metrics import srcc  # noqa: E402
 from seqlab.nape.predictor import GENNAPE, PROXY_GRID  # noqa: E402
 
 CFG = dict(ensemble=5, pretrain_epochs=2, max_graphs_per_family=1024, batch_size=128, rank_targets=True, beta=0.5)
-fams, graphs = load_all(".nape_data", progress=False)
-for n, g in graphs.items():
-    idx, sc = read_proxy_scores("results/nape_run10", n, ".nape_data")
-    g.proxy = np.full(len(g), np.nan)
-    g.proxy[idx] = sc
-masks = {n: np.ones(len(fams[n]), bool) for n in fams}
-masks["nb101"] = data.nb101_consistent(fams["nb101"], graphs["nb101"])
+fams, graphs = load_all(".nape_data", progress=False, proxy_scores="results/nape_run10")
+masks = training_masks(fams, graphs)
 
 if sys.argv[1] == "fit":
     held, names, epochs, out = sys.argv[2], sys.argv[3].split(","), int(sys.argv[4]), sys.argv[5]
