@@ -98,6 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--shots", type=int, default=50)
+    ap.add_argument("--jobs", type=int, default=1, help="run the fine-tuning draws in this many processes")
     ap.add_argument("--ft-epochs", type=int, default=None, help="fine-tuning epochs (default: GENNAPE.fine_tune's)")
     ap.add_argument("--ft-lr", type=float, default=None, help="fine-tuning learning rate (default: fine_tune's)")
     ap.add_argument("--families", default=",".join(data.FAMILIES), help="held-out families to evaluate")
@@ -228,26 +229,23 @@ def main(argv=None) -> int:
         # per draw gives all three rows: its final fine-tune is the plain one (same samples, seed and RNG state;
         # tests/nape/test_proxies.py), and the zero-shot w only changes the mixing after it.
         ft, more = [], {}
-        for d in range(args.draws):
-            rng = np.random.default_rng(1000 + d)
-            pick = rng.choice(len(f), size=args.shots, replace=False)
-            rest = np.setdiff1d(np.arange(len(f)), pick)
-            sched = dict(n=args.shots, seed=d, epochs=args.ft_epochs, lr=args.ft_lr)
-            m2 = copy.deepcopy(model).fine_tune(gs.select(pick), f.acc[pick], proxy=None if mixed is None else "cv",
-                                                **sched)
-            gr = gs.select(rest)
-            if mixed is not None:
-                r_cv = dict(all_metrics(m2.predict(gr), f.acc[rest]), w=m2.cfg.proxy_weight)
-                m2.proxy_ref, m2.proxy_scale, m2.cfg.proxy_weight = mixed.proxy_ref, mixed.proxy_scale, w
-                more.setdefault("GENNAPE + NASWOT (50-shot, zero-shot w kept)", []).append(
-                    dict(all_metrics(m2.predict(gr), f.acc[rest]), w=w))
-                more.setdefault("GENNAPE + NASWOT (50-shot, w by 5-fold CV on the samples)", []).append(r_cv)
-                m2.cfg.proxy_weight = 0.0
-            ft.append(all_metrics(m2.predict(gr), f.acc[rest]))
+
+        def record(d, row, held=held, ft=ft, more=more):
+            ft.append(row["gnn"])
+            for name, v in row["more"].items():
+                more.setdefault(name, []).append(v)
+            results.setdefault("fine_tune_curves", {}).setdefault(held, {})[str(d)] = row["curves"]
             results["fine_tune"][held] = _summary(ft)
             if more:
                 results["fine_tune_more"][held] = {name: _summary(v) for name, v in more.items()}
             save()  # after every draw: a run cut short keeps the draws it finished
+
+        mix = None if mixed is None else (mixed.proxy_ref, mixed.proxy_scale, w)
+        if args.jobs > 1 and args.draws > 1:
+            _parallel_draws(model, mix, gs, f.acc, args, record)
+        else:
+            for d in range(args.draws):
+                record(d, _one_draw(model, mix, gs, f.acc, d, args.shots, args.ft_epochs, args.ft_lr))
         results["zero_shot"][held]["time_s"] = round(time.time() - t0, 1)
         save()
         ft_txt = f"ft {results['fine_tune'][held]['srcc']['mean']:.3f}  " if ft else ""
@@ -260,6 +258,81 @@ def main(argv=None) -> int:
     print(markdown(results))
     return 0
 
+
+
+def _one_draw(model, mix, gs, acc, d, shots, ft_epochs, ft_lr) -> dict:
+    """Draw ``d``: fine-tune a copy of ``model`` on ``shots`` random networks (seed 1000 + d), score the rest.
+
+    With the proxy term (``mix`` = the zero-shot (proxy_ref, proxy_scale, w)) one ``fine_tune(proxy="cv")``
+    gives every row: its final fine-tune is the plain one (same samples, seed and RNG state;
+    tests/nape/test_proxies.py), and the weight only changes the mixing after it. Also returned: the final
+    model's SRCC on the rest at every w of the grid, with the samples' and with the zero-shot constants, and
+    the cross-fitting curve, so that weight rules can be compared afterwards without refitting.
+    """
+    torch.manual_seed(1000 + d)  # dropout: the draw does not depend on what ran before it (or in which process)
+    rng = np.random.default_rng(1000 + d)
+    pick = rng.choice(len(gs), size=shots, replace=False)
+    rest = np.setdiff1d(np.arange(len(gs)), pick)
+    sched = dict(n=shots, seed=d, epochs=ft_epochs, lr=ft_lr)
+    m2 = copy.deepcopy(model).fine_tune(gs.select(pick), acc[pick], proxy=None if mix is None else "cv", **sched)
+    gr, y = gs.select(rest), acc[rest]
+    more, curves = {}, {}
+    if mix is not None:
+        info = m2.proxy_cv
+        w_cv, samples = m2.cfg.proxy_weight, (m2.proxy_ref, m2.proxy_scale)
+        m2.cfg.proxy_weight = 0.0
+        s0 = m2.score(gr)
+        grid = info["grid"]
+        curves = {"grid": grid, "cv_curve": info["curve"], "cv_se": info["se"], "w_max": info["w_max"],
+                  "w_1se": info["w_1se"], "w_zero_shot": mix[2]}
+        m2.proxy_ref, m2.proxy_scale = samples
+        curves["final_samples_consts"] = [float(all_metrics(m2._mix_proxy(s0, gr, v), y, False)["srcc"])
+                                          for v in grid]
+        m2.cfg.proxy_weight = info["w_1se"]
+        more["GENNAPE + NASWOT (50-shot, w by 5-fold CV on the samples, 1-SE rule)"] = dict(
+            all_metrics(m2.predict(gr), y), w=info["w_1se"])
+        m2.cfg.proxy_weight = w_cv
+        more["GENNAPE + NASWOT (50-shot, w by 5-fold CV on the samples)"] = dict(all_metrics(m2.predict(gr), y),
+                                                                                w=w_cv)
+        m2.proxy_ref, m2.proxy_scale, m2.cfg.proxy_weight = mix
+        more["GENNAPE + NASWOT (50-shot, zero-shot w kept)"] = dict(all_metrics(m2.predict(gr), y), w=mix[2])
+        curves["final_zero_shot_consts"] = [float(all_metrics(m2._mix_proxy(s0, gr, v), y, False)["srcc"])
+                                            for v in grid]
+        m2.cfg.proxy_weight = 0.0
+    for v in more.values():
+        v["draw"] = d
+    return {"gnn": dict(all_metrics(m2.predict(gr), y), draw=d), "more": more, "curves": curves}
+
+
+def _draw_worker(path, device, threads, mix, gs, acc, d, shots, ft_epochs, ft_lr):
+    torch.set_num_threads(threads)
+    model = torch.load(path, weights_only=False)  # our own file, written just before by _parallel_draws
+    model.device = torch.device(device)
+    model.members = [m.to(model.device) for m in model.members]
+    return _one_draw(model, mix, gs, acc, d, shots, ft_epochs, ft_lr)
+
+
+def _parallel_draws(model, mix, gs, acc, args, record) -> None:
+    """Run the draws in ``args.jobs`` spawned processes; each loads the zero-shot model pickled whole in float32
+    (``save`` would round to float16). A draw gives what the sequential path gives, up to float rounding from the
+    thread count, which 150 fine-tuning epochs can amplify to ~0.01-0.02 SRCC on CPU (as GPU nondeterminism
+    does). Each draw is recorded (and saved) as it finishes, so a run cut short keeps every finished draw."""
+    import multiprocessing as mp
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    jobs = min(args.jobs, args.draws)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "zero_shot.pt"
+        cpu = copy.deepcopy(model)
+        cpu.device, cpu.members = torch.device("cpu"), [m.cpu() for m in cpu.members]
+        torch.save(cpu, path)
+        threads = max(1, torch.get_num_threads() // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
+            futs = {ex.submit(_draw_worker, str(path), str(model.device), threads, mix, gs, acc, d, args.shots,
+                              args.ft_epochs, args.ft_lr): d for d in range(args.draws)}
+            for fut in as_completed(futs):
+                record(futs[fut], fut.result())
 
 def _summary(draws: list[dict]) -> dict:
     out = {k: {"mean": float(np.mean([r[k] for r in draws])), "std": float(np.std([r[k] for r in draws]))}

@@ -244,6 +244,7 @@ class GENNAPE:
         self.flops_ref = 18.0  # FLOPs-prior centre: mean ln FLOPs of the training families (fixed at fit)
         self.proxy_ref = 0.0  # NASWOT standardisation constants (set_proxy)
         self.proxy_scale = 1.0
+        self.proxy_cv: dict | None = None  # the cross-fitting curve of the last fine_tune(proxy="cv"...)
 
     # -------------------------------------------------------------- inputs
     def _as_graphset(self, items) -> GraphSet:
@@ -537,6 +538,10 @@ class GENNAPE:
                   fine-tunes. With this schedule (results/nape_run11, 5 draws): 50-shot SRCC 0.925 vs 0.915
                   without (NB-201), but 0.958 vs 0.976 (NAS-Bench-Macro) and 0.827 vs 0.852 (NB-101): the folds'
                   models see 40 samples, so cross-fitting underrates the final GNN and leans on the proxy.
+                * ``"cv-1se"``: the same cross-fitting, then the smallest ``w`` whose SRCC is within one bootstrap
+                  standard error (200 paired resamples of the samples) of the maximum: the one-standard-error
+                  rule, leaning against the bias above. Either CV mode stores its curve in ``self.proxy_cv``
+                  (``grid``, ``curve``, ``se``, ``w_max``, ``w_1se``).
                 * a float ``w`` in [0, 1]: that weight.
 
                 With ``"cv"`` or a float, the proxy's constants become the samples' NASWOT mean and standard
@@ -559,8 +564,8 @@ class GENNAPE:
         gs, y = gs.select(idx), y[idx]
         if proxy is None:
             return self._fine_tune(gs, y, epochs, lr, seed)
-        if isinstance(proxy, str) and proxy != "cv":
-            raise ValueError(f"proxy must be None, 'cv' or a weight in [0, 1], got {proxy!r}")
+        if isinstance(proxy, str) and proxy not in ("cv", "cv-1se"):
+            raise ValueError(f"proxy must be None, 'cv', 'cv-1se' or a weight in [0, 1], got {proxy!r}")
         if not isinstance(proxy, str) and not 0.0 <= float(proxy) <= 1.0:
             raise ValueError(f"proxy weight must be in [0, 1], got {proxy}")
         nw = np.full(len(gs), np.nan) if gs.proxy is None else np.asarray(gs.proxy, dtype=np.float64)
@@ -570,9 +575,9 @@ class GENNAPE:
                              "ComputationGraph.from_module (it computes the score by default)")
         ref, scale = float(nw.mean()), float(max(nw.std(), 1e-6))
         z = (nw - ref) / scale
-        if proxy == "cv":
+        if proxy in ("cv", "cv-1se"):
             if len(y) < 10:
-                raise ValueError(f"fine_tune(proxy='cv') needs at least 10 samples, got {len(y)}")
+                raise ValueError(f"fine_tune(proxy={proxy!r}) needs at least 10 samples, got {len(y)}")
             oof = np.zeros(len(y))
             folds = np.array_split(np.random.default_rng(seed).permutation(len(y)), 5)
             # the fold fine-tunes leave torch's RNG (dropout) where it was: the final fine-tune below is the one
@@ -585,8 +590,21 @@ class GENNAPE:
                     s = mk.score(gs.select(te))
                     oof[te] = (s - s.mean()) / (s.std() + 1e-6)
             grid = [round(0.1 * i, 1) for i in range(11)]
-            curve = [srcc((1 - w) * oof + w * z, y) for w in grid]
-            weight = grid[int(np.argmax(curve))]
+            curve = np.array([srcc((1 - w) * oof + w * z, y) for w in grid])
+            best = int(np.argmax(curve))
+            # Standard error of the best point's SRCC: paired bootstrap over the samples (seeded, no labels beyond y).
+            boot = np.random.default_rng(seed + 7919)
+            reps = []
+            for _ in range(200):
+                b = boot.integers(0, len(y), len(y))
+                reps.append(srcc((1 - grid[best]) * oof[b] + grid[best] * z[b], y[b]))
+            se = float(np.nanstd(reps))
+            # One-standard-error rule: the fold models see 4/5 of the samples, so the curve underrates the final
+            # GNN and its maximum sits at too large a w; the smallest w within one SE of the maximum leans less.
+            w_1se = grid[int(np.flatnonzero(curve >= curve[best] - se)[0])]
+            self.proxy_cv = {"grid": grid, "curve": [float(c) for c in curve], "se": se, "w_max": grid[best],
+                             "w_1se": w_1se}
+            weight = grid[best] if proxy == "cv" else w_1se
         else:
             weight = float(proxy)
         self._fine_tune(gs, y, epochs, lr, seed)
