@@ -279,7 +279,7 @@ def _one_draw(model, mix, gs, acc, d, shots, ft_epochs, ft_lr) -> dict:
     more, curves = {}, {}
     if mix is not None:
         info = m2.proxy_cv
-        w_cv, samples = m2.cfg.proxy_weight, (m2.proxy_ref, m2.proxy_scale)
+        w_cv, samples = info["w_max"], (m2.proxy_ref, m2.proxy_scale)
         m2.cfg.proxy_weight = 0.0
         s0 = m2.score(gr)
         grid = info["grid"]
@@ -292,8 +292,8 @@ def _one_draw(model, mix, gs, acc, d, shots, ft_epochs, ft_lr) -> dict:
         more["GENNAPE + NASWOT (50-shot, w by 5-fold CV on the samples, 1-SE rule)"] = dict(
             all_metrics(m2.predict(gr), y), w=info["w_1se"])
         m2.cfg.proxy_weight = w_cv
-        more["GENNAPE + NASWOT (50-shot, w by 5-fold CV on the samples)"] = dict(all_metrics(m2.predict(gr), y),
-                                                                                w=w_cv)
+        more["GENNAPE + NASWOT (50-shot, w by 5-fold CV on the samples, maximum)"] = dict(
+            all_metrics(m2.predict(gr), y), w=w_cv)
         m2.proxy_ref, m2.proxy_scale, m2.cfg.proxy_weight = mix
         more["GENNAPE + NASWOT (50-shot, zero-shot w kept)"] = dict(all_metrics(m2.predict(gr), y), w=mix[2])
         curves["final_zero_shot_consts"] = [float(all_metrics(m2._mix_proxy(s0, gr, v), y, False)["srcc"])
@@ -363,7 +363,8 @@ def merge(parts: list[Path], out: Path, folder=None) -> int:
     merged["meta"]["command"] = " ; ".join(r["meta"].get("command", "") for r in runs)
     merged["meta"]["elapsed_s"] = max(r["meta"].get("elapsed_s", 0) for r in runs)  # the parts ran in parallel
     for r in runs[1:]:
-        for k in ("zero_shot", "fine_tune", "fine_tune_more", "baselines", "beta_selection", "proxy"):
+        for k in ("zero_shot", "fine_tune", "fine_tune_more", "fine_tune_curves", "baselines", "beta_selection",
+                  "proxy"):
             merged.setdefault(k, {}).update(r.get(k, {}))
         if "ship" in r["meta"]:
             merged["meta"]["ship"] = r["meta"]["ship"]

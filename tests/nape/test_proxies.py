@@ -303,12 +303,14 @@ def test_fine_tune_proxy_option_cv_weight_and_errors():
     assert cv.cfg.proxy_weight in [round(0.1 * i, 1) for i in range(11)]
     assert cv.proxy_ref == pytest.approx(nw.mean()) and cv.proxy_scale == pytest.approx(nw.std())
     info = cv.proxy_cv
-    assert cv.cfg.proxy_weight == info["w_max"] == info["grid"][int(np.argmax(info["curve"]))]
-    assert info["se"] >= 0 and info["w_1se"] <= info["w_max"]
-    # the one-SE rule: the smallest w within one SE of the maximum, from the same cross-fitting
-    torch.manual_seed(7)
-    one = copy.deepcopy(model).fine_tune(gb, yb, n=12, epochs=2, seed=0, proxy="cv-1se")
-    assert one.proxy_cv == info and one.cfg.proxy_weight == info["w_1se"]
+    assert info["w_max"] == info["grid"][int(np.argmax(info["curve"]))]
+    assert info["se"] > 0 and info["w_1se"] <= info["w_max"]
+    # "cv" = the one-SE rule: the smallest w within one SE of the maximum; "cv-max": the maximum; same cross-fitting
+    assert cv.cfg.proxy_weight == info["w_1se"]
+    for mode, key in (("cv-1se", "w_1se"), ("cv-max", "w_max")):
+        torch.manual_seed(7)
+        other = copy.deepcopy(model).fine_tune(gb, yb, n=12, epochs=2, seed=0, proxy=mode)
+        assert other.proxy_cv == info and other.cfg.proxy_weight == info[key]
     c = np.array(info["curve"])
     assert c[info["grid"].index(info["w_1se"])] >= c.max() - info["se"]
     assert all(c[i] < c.max() - info["se"] for i in range(info["grid"].index(info["w_1se"])))
