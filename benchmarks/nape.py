@@ -38,7 +38,7 @@ import torch
 
 from seqlab.nape import data
 from seqlab.nape.data import read_proxy_scores
-from seqlab.nape.metrics import all_metrics
+from seqlab.nape.metrics import all_metrics, srcc
 from seqlab.nape.predictor import GENNAPE, select_beta, select_proxy_weight
 
 
@@ -225,9 +225,7 @@ def main(argv=None) -> int:
                                               for v in sel["grid"]]}}
         results["zero_shot"][held] = res
         save()
-        # fine-tuning on `shots` random samples, evaluated on the rest. With the proxy term, one fine_tune(proxy="cv")
-        # per draw gives all three rows: its final fine-tune is the plain one (same samples, seed and RNG state;
-        # tests/nape/test_proxies.py), and the zero-shot w only changes the mixing after it.
+        # fine-tuning on `shots` random samples, evaluated on the rest (_one_draw)
         ft, more = [], {}
 
         def record(d, row, held=held, ft=ft, more=more):
@@ -259,7 +257,6 @@ def main(argv=None) -> int:
     return 0
 
 
-
 def _one_draw(model, mix, gs, acc, d, shots, ft_epochs, ft_lr) -> dict:
     """Draw ``d``: fine-tune a copy of ``model`` on ``shots`` random networks (seed 1000 + d), score the rest.
 
@@ -279,25 +276,19 @@ def _one_draw(model, mix, gs, acc, d, shots, ft_epochs, ft_lr) -> dict:
     more, curves = {}, {}
     if mix is not None:
         info = m2.proxy_cv
-        w_cv, samples = info["w_max"], (m2.proxy_ref, m2.proxy_scale)
         m2.cfg.proxy_weight = 0.0
-        s0 = m2.score(gr)
+        s0 = m2.score(gr)  # GNN + FLOPs prior once; every weight below only re-mixes it
         grid = info["grid"]
         curves = {"grid": grid, "cv_curve": info["curve"], "cv_se": info["se"], "w_max": info["w_max"],
-                  "w_1se": info["w_1se"], "w_zero_shot": mix[2]}
-        m2.proxy_ref, m2.proxy_scale = samples
-        curves["final_samples_consts"] = [float(all_metrics(m2._mix_proxy(s0, gr, v), y, False)["srcc"])
-                                          for v in grid]
-        m2.cfg.proxy_weight = info["w_1se"]
-        more["GENNAPE + NASWOT (50-shot, w by 5-fold CV on the samples, 1-SE rule)"] = dict(
-            all_metrics(m2.predict(gr), y), w=info["w_1se"])
-        m2.cfg.proxy_weight = w_cv
-        more["GENNAPE + NASWOT (50-shot, w by 5-fold CV on the samples, maximum)"] = dict(
-            all_metrics(m2.predict(gr), y), w=w_cv)
+                  "w_1se": info["w_1se"], "w_zero_shot": mix[2],
+                  "final_samples_consts": [srcc(m2._mix_proxy(s0, gr, v), y) for v in grid]}
+        for name, v in (("1-SE rule", info["w_1se"]), ("maximum", info["w_max"])):
+            m2.cfg.proxy_weight = v
+            more[f"GENNAPE + NASWOT (50-shot, w by 5-fold CV on the samples, {name})"] = dict(
+                all_metrics(m2.predict(gr), y), w=v)
         m2.proxy_ref, m2.proxy_scale, m2.cfg.proxy_weight = mix
         more["GENNAPE + NASWOT (50-shot, zero-shot w kept)"] = dict(all_metrics(m2.predict(gr), y), w=mix[2])
-        curves["final_zero_shot_consts"] = [float(all_metrics(m2._mix_proxy(s0, gr, v), y, False)["srcc"])
-                                            for v in grid]
+        curves["final_zero_shot_consts"] = [srcc(m2._mix_proxy(s0, gr, v), y) for v in grid]
         m2.cfg.proxy_weight = 0.0
     for v in more.values():
         v["draw"] = d
