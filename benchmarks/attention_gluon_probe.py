@@ -140,7 +140,7 @@ def _descs(q, k, v):
 
 
 def gluon_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: float | None = None):
-    """q, k, v: bf16 ``(B, H, N, 128)``, N a multiple of 128 -> (out bf16 ``(B, H, N, 128)``, lse fp32 ``(B, H, N)``)."""
+    """q, k, v: bf16 ``(B, H, N, 128)``, N % 128 == 0 -> (out bf16 ``(B, H, N, 128)``, lse fp32 ``(B, H, N)``)."""
     b, h, n, d = q.shape
     if q.dtype != torch.bfloat16 or d != 128 or n % (2 * HALF_M) or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"probe scope: bf16 (B, H, N, 128) with N % 128 == 0, got {tuple(q.shape)} {q.dtype}")
