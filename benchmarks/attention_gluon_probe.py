@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -33,14 +34,15 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-HALF_M, BLOCK_N, STAGES = 64, 128, 2
+HALF_M, BLOCK_N = 64, 128
+VARIANTS = {"ws": (2, False), "ws_pipe": (2, True), "ws_pipe_s3": (3, True)}  # name -> (stages, pipe)
 LOG2E = 1.4426950408889634
 
 
 @gluon.jit
 def _consumer(q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, o_ptr, lse_ptr, row0, n_blocks, qk_scale,
               WG: gl.constexpr, HALF_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr,
-              STAGES: gl.constexpr):
+              STAGES: gl.constexpr, PIPE: gl.constexpr):
     """One warpgroup: rows ``row0 + WG*HALF_M ...`` of the tile, over every K/V block of the ring."""
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
@@ -52,33 +54,64 @@ def _consumer(q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, o_ptr, lse_ptr,
 
     q = q_smem.index(WG)
     mbarrier.wait(q_bar.index(WG), 0)
-    m_i = gl.full([HALF_M], float("-inf"), gl.float32, row_s)
-    l_i = gl.zeros([HALF_M], gl.float32, row_s)
     acc = gl.zeros([HALF_M, HEAD_D], gl.float32, o_layout)
-    for j in range(n_blocks):
-        s = j % STAGES
-        mbarrier.wait(kv_ready.index(s), (j // STAGES) & 1)
-        k = k_ring.index(s)
-        v = v_ring.index(s)
-        qk = warpgroup_mma(q, k.permute((1, 0)), gl.zeros([HALF_M, BLOCK_N], gl.float32, s_layout),
+    if PIPE:
+        # FA3's intra-warpgroup overlap: block j's QK^T and block j-1's PV are in flight together, and block j's
+        # softmax runs while PV finishes (wgmma groups retire in issue order, so wait(1) = QK^T done)
+        mbarrier.wait(kv_ready.index(0), 0)
+        qk = warpgroup_mma(q, k_ring.index(0).permute((1, 0)), gl.zeros([HALF_M, BLOCK_N], gl.float32, s_layout),
                            use_acc=False, is_async=True)
-        qk = warpgroup_mma_wait(0, deps=[qk])
-        qk = qk * qk_scale
-        m_new = gl.maximum(m_i, gl.max(qk, 1))
-        alpha = gl.exp2(m_i - m_new)
-        p = gl.exp2(qk - m_new[:, None])
-        l_i = l_i * alpha + gl.sum(p, 1)
-        acc = acc * gl.convert_layout(alpha, row_o)[:, None]
-        acc = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v, acc, is_async=True)
+        qk = warpgroup_mma_wait(0, deps=[qk]) * qk_scale
+        m_i = gl.max(qk, 1)
+        p = gl.exp2(qk - m_i[:, None])
+        l_i = gl.sum(p, 1)
+        for j in range(1, n_blocks):
+            s = j % STAGES
+            sp = (j - 1) % STAGES
+            mbarrier.wait(kv_ready.index(s), (j // STAGES) & 1)
+            qk = warpgroup_mma(q, k_ring.index(s).permute((1, 0)),
+                               gl.zeros([HALF_M, BLOCK_N], gl.float32, s_layout), use_acc=False, is_async=True)
+            acc = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v_ring.index(sp), acc,
+                                is_async=True)
+            qk = warpgroup_mma_wait(1, deps=[qk]) * qk_scale
+            m_new = gl.maximum(m_i, gl.max(qk, 1))
+            alpha = gl.exp2(m_i - m_new)
+            p = gl.exp2(qk - m_new[:, None])
+            l_i = l_i * alpha + gl.sum(p, 1)
+            acc = warpgroup_mma_wait(0, deps=[acc])
+            mbarrier.arrive(kv_empty.index(sp), count=1)
+            acc = acc * gl.convert_layout(alpha, row_o)[:, None]
+            m_i = m_new
+        sl = (n_blocks - 1) % STAGES
+        acc = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v_ring.index(sl), acc, is_async=True)
         acc = warpgroup_mma_wait(0, deps=[acc])
-        mbarrier.arrive(kv_empty.index(s), count=1)
-        m_i = m_new
+        mbarrier.arrive(kv_empty.index(sl), count=1)
+    else:
+        m_i = gl.full([HALF_M], float("-inf"), gl.float32, row_s)
+        l_i = gl.zeros([HALF_M], gl.float32, row_s)
+        for j in range(n_blocks):
+            s = j % STAGES
+            mbarrier.wait(kv_ready.index(s), (j // STAGES) & 1)
+            k = k_ring.index(s)
+            v = v_ring.index(s)
+            qk = warpgroup_mma(q, k.permute((1, 0)), gl.zeros([HALF_M, BLOCK_N], gl.float32, s_layout),
+                               use_acc=False, is_async=True)
+            qk = warpgroup_mma_wait(0, deps=[qk])
+            qk = qk * qk_scale
+            m_new = gl.maximum(m_i, gl.max(qk, 1))
+            alpha = gl.exp2(m_i - m_new)
+            p = gl.exp2(qk - m_new[:, None])
+            l_i = l_i * alpha + gl.sum(p, 1)
+            acc = acc * gl.convert_layout(alpha, row_o)[:, None]
+            acc = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v, acc, is_async=True)
+            acc = warpgroup_mma_wait(0, deps=[acc])
+            mbarrier.arrive(kv_empty.index(s), count=1)
+            m_i = m_new
     acc = acc / gl.convert_layout(l_i, row_o)[:, None]
-    out_l: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
-    o = gl.convert_layout(acc.to(gl.bfloat16), out_l)
-    rows = row0 + WG * HALF_M + gl.arange(0, HALF_M, gl.SliceLayout(1, out_l))
-    cols = gl.arange(0, HEAD_D, gl.SliceLayout(0, out_l))
-    gl.store(o_ptr + rows[:, None] * HEAD_D + cols[None, :], o)
+    # stored from the MMA layout itself: a conversion would need 16 KB of shared memory, which the ring uses
+    rows = row0 + WG * HALF_M + gl.arange(0, HALF_M, row_o)
+    cols = gl.arange(0, HEAD_D, gl.SliceLayout(0, o_layout))
+    gl.store(o_ptr + rows[:, None] * HEAD_D + cols[None, :], acc.to(gl.bfloat16))
     lse_rows = row0 + WG * HALF_M + gl.arange(0, HALF_M, row_s)
     gl.store(lse_ptr + lse_rows, (m_i + gl.log2(l_i)) * 0.6931471805599453)
 
@@ -101,7 +134,8 @@ def _producer(q_desc, k_desc, v_desc, q_smem, k_ring, v_ring, q_bar, kv_ready, k
 
 @gluon.jit
 def _attn_fwd_ws(q_desc, k_desc, v_desc, o_ptr, lse_ptr, qk_scale, N_CTX,
-                 HALF_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr, STAGES: gl.constexpr):
+                 HALF_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr, STAGES: gl.constexpr,
+                 PIPE: gl.constexpr):
     pid_m = gl.program_id(0)
     bh = gl.program_id(1)
     row0 = bh * N_CTX + pid_m * (2 * HALF_M)
@@ -122,9 +156,9 @@ def _attn_fwd_ws(q_desc, k_desc, v_desc, o_ptr, lse_ptr, qk_scale, N_CTX,
     wg1: gl.constexpr = 1
     gl.warp_specialize([
         (_consumer, (q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, o_ptr, lse_ptr, row0, n_blocks, qk_scale,
-                     wg0, HALF_M, BLOCK_N, HEAD_D, STAGES)),
+                     wg0, HALF_M, BLOCK_N, HEAD_D, STAGES, PIPE)),
         (_consumer, (q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, o_ptr, lse_ptr, row0, n_blocks, qk_scale,
-                     wg1, HALF_M, BLOCK_N, HEAD_D, STAGES)),
+                     wg1, HALF_M, BLOCK_N, HEAD_D, STAGES, PIPE)),
         (_producer, (q_desc, k_desc, v_desc, q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, row0, kv_row0,
                      n_blocks, HALF_M, BLOCK_N, STAGES)),
     ], [4, 1], [232, 40])
@@ -139,7 +173,8 @@ def _descs(q, k, v):
             TensorDescriptor.from_tensor(v2, [BLOCK_N, d], kl))
 
 
-def gluon_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: float | None = None):
+def gluon_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: float | None = None,
+                    stages: int = 2, pipe: bool = False):
     """q, k, v: bf16 ``(B, H, N, 128)``, N % 128 == 0 -> (out bf16 ``(B, H, N, 128)``, lse fp32 ``(B, H, N)``)."""
     b, h, n, d = q.shape
     if q.dtype != torch.bfloat16 or d != 128 or n % (2 * HALF_M) or k.shape != q.shape or v.shape != q.shape:
@@ -148,8 +183,8 @@ def gluon_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_s
     scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(d)
     o = torch.empty_like(q)
     lse = torch.empty(b, h, n, device=q.device, dtype=torch.float32)
-    _attn_fwd_ws[(n // (2 * HALF_M), b * h)](*_descs(q, k, v), o, lse, scale * LOG2E, n, HALF_M, BLOCK_N, d, STAGES,
-                                              num_warps=4)
+    _attn_fwd_ws[(n // (2 * HALF_M), b * h)](*_descs(q, k, v), o, lse, scale * LOG2E, n, HALF_M, BLOCK_N, d, stages,
+                                              pipe, num_warps=4)
     return o, lse
 
 
@@ -162,13 +197,14 @@ def aot() -> int:
     qd, kd, _ = _descs(x, x, x)
     sig = {"q_desc": mangle_type(qd), "k_desc": mangle_type(kd), "v_desc": mangle_type(kd), "o_ptr": "*bf16",
            "lse_ptr": "*fp32", "qk_scale": "fp32", "N_CTX": "i32", "HALF_M": "constexpr", "BLOCK_N": "constexpr",
-           "HEAD_D": "constexpr", "STAGES": "constexpr"}
-    src = gluon._runtime.GluonASTSource(_attn_fwd_ws, signature=sig, constexprs={
-        "HALF_M": HALF_M, "BLOCK_N": BLOCK_N, "HEAD_D": 128, "STAGES": STAGES})
-    kern = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-    ptx = kern.asm["ptx"]
-    print(f"triton {triton.__version__}: cubin {len(kern.asm['cubin'])} bytes; wgmma {ptx.count('wgmma.mma_async')}, "
-          f"setmaxnreg {ptx.count('setmaxnreg')}, shared {kern.metadata.shared} bytes")
+           "HEAD_D": "constexpr", "STAGES": "constexpr", "PIPE": "constexpr"}
+    for name, (stages, pipe) in VARIANTS.items():
+        src = gluon._runtime.GluonASTSource(_attn_fwd_ws, signature=sig, constexprs={
+            "HALF_M": HALF_M, "BLOCK_N": BLOCK_N, "HEAD_D": 128, "STAGES": stages, "PIPE": pipe})
+        kern = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+        ptx = kern.asm["ptx"]
+        print(f"{name} (triton {triton.__version__}): cubin {len(kern.asm['cubin'])} bytes; wgmma "
+              f"{ptx.count('wgmma.mma_async')}, setmaxnreg {ptx.count('setmaxnreg')}, shared {kern.metadata.shared} B")
     return 0
 
 
@@ -178,22 +214,27 @@ def check_and_time(out_path: str | None) -> int:
     torch.manual_seed(0)
     dev = "cuda"
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-              "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "check": [], "bench": []}
+              "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "commit": os.environ.get("SEQLAB_GIT_COMMIT"),
+              "variants": {k: {"stages": v[0], "pipe": v[1]} for k, v in VARIANTS.items()}, "check": [], "bench": []}
     for (b, h, n) in [(1, 2, 128), (2, 3, 384), (1, 4, 1024)]:
         q, k, v = (torch.randn(b, h, n, 128, device=dev, dtype=torch.bfloat16) for _ in range(3))
-        o, lse = gluon_attention(q, k, v)
-        torch.cuda.synchronize()
         s = q.double() @ k.double().transpose(-1, -2) / math.sqrt(128)
         ref_lse = torch.logsumexp(s, -1)
         ref = torch.softmax(s, -1) @ v.double()
-        err = ((o.double() - ref).norm() / ref.norm()).item()
-        lse_err = (lse.double() - ref_lse).abs().max().item()
-        ok = math.isfinite(err) and err < 2e-2 and lse_err < 1e-2
-        report["check"].append({"shape": [b, h, n, 128], "rel_err": err, "lse_max_abs_err": lse_err, "ok": ok})
-        print(f"check {b}x{h}x{n}: rel err {err:.2e}, lse err {lse_err:.2e} {'ok' if ok else 'FAIL'}", flush=True)
-    if not all(c["ok"] for c in report["check"]):
-        _write(report, out_path)
-        return 1
+        for name, (stages, pipe) in VARIANTS.items():
+            o, lse = gluon_attention(q, k, v, stages=stages, pipe=pipe)
+            torch.cuda.synchronize()
+            err = ((o.double() - ref).norm() / ref.norm()).item()
+            lse_err = (lse.double() - ref_lse).abs().max().item()
+            ok = math.isfinite(err) and err < 2e-2 and lse_err < 1e-2
+            report["check"].append({"variant": name, "shape": [b, h, n, 128], "rel_err": err,
+                                    "lse_max_abs_err": lse_err, "ok": ok})
+            print(f"check {name} {b}x{h}x{n}: rel err {err:.2e}, lse err {lse_err:.2e} {'ok' if ok else 'FAIL'}",
+                  flush=True)
+    bad = {c["variant"] for c in report["check"] if not c["ok"]}
+    for name in bad:  # a variant that fails the check is not timed
+        VARIANTS.pop(name)
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     import seqlab.attention as sa
@@ -204,8 +245,9 @@ def check_and_time(out_path: str | None) -> int:
         qb, kb, vb = (t.transpose(1, 2).contiguous() for t in (q, k, v))  # seqlab: (B, N, H, D)
         flops = 4 * b * h * n * n * 128
         row = {"seqlen": n, "batch": b, "heads": h}
-        impls = {"gluon_ws": lambda q=q, k=k, v=v: gluon_attention(q, k, v),
-                 "seqlab": lambda qb=qb, kb=kb, vb=vb: sa.flash_attn_func(qb, kb, vb)}
+        impls = {f"gluon_{name}": (lambda q=q, k=k, v=v, st=st, pp=pp: gluon_attention(q, k, v, stages=st, pipe=pp))
+                 for name, (st, pp) in VARIANTS.items()}
+        impls["seqlab"] = lambda qb=qb, kb=kb, vb=vb: sa.flash_attn_func(qb, kb, vb)
         for name, backend in (("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)):
             def run(backend=backend, q=q, k=k, v=v):
                 with sdpa_kernel(backend):
