@@ -35,14 +35,18 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 HALF_M, BLOCK_N = 64, 128
-VARIANTS = {"ws": (2, False), "ws_pipe": (2, True), "ws_pipe_s3": (3, True)}  # name -> (stages, pipe)
+# name -> (stages, pipe, producer_default, ping): ring depth; FA3's intra-warpgroup overlap; the producer as the
+# default partition (both consumers are workers with 240 registers each) instead of consumer 0; explicit ping-pong
+VARIANTS = {"ws": (2, False, False, False), "ws_pipe_s3": (3, True, False, False),
+            "wsB": (2, False, True, False), "wsB_pipe_s3": (3, True, True, False),
+            "wsB_pipe_s3_pp": (3, True, True, True), "ws_pipe_s3_pp": (3, True, False, True)}
 LOG2E = 1.4426950408889634
 
 
 @gluon.jit
-def _consumer(q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, o_ptr, lse_ptr, row0, n_blocks, qk_scale,
+def _consumer(q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, turn, o_ptr, lse_ptr, row0, n_blocks, qk_scale,
               WG: gl.constexpr, HALF_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr,
-              STAGES: gl.constexpr, PIPE: gl.constexpr):
+              STAGES: gl.constexpr, PIPE: gl.constexpr, PING: gl.constexpr):
     """One warpgroup: rows ``row0 + WG*HALF_M ...`` of the tile, over every K/V block of the ring."""
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
@@ -69,10 +73,14 @@ def _consumer(q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, o_ptr, lse_ptr,
             s = j % STAGES
             sp = (j - 1) % STAGES
             mbarrier.wait(kv_ready.index(s), (j // STAGES) & 1)
+            if PING:  # issue this iteration's two GEMMs only after the other warpgroup issued its own
+                mbarrier.wait(turn.index(WG), ((j - 1) & 1) ^ (1 - WG))
             qk = warpgroup_mma(q, k_ring.index(s).permute((1, 0)),
                                gl.zeros([HALF_M, BLOCK_N], gl.float32, s_layout), use_acc=False, is_async=True)
             acc = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v_ring.index(sp), acc,
                                 is_async=True)
+            if PING:
+                mbarrier.arrive(turn.index(1 - WG), count=1)
             qk = warpgroup_mma_wait(1, deps=[qk]) * qk_scale
             m_new = gl.maximum(m_i, gl.max(qk, 1))
             alpha = gl.exp2(m_i - m_new)
@@ -135,7 +143,7 @@ def _producer(q_desc, k_desc, v_desc, q_smem, k_ring, v_ring, q_bar, kv_ready, k
 @gluon.jit
 def _attn_fwd_ws(q_desc, k_desc, v_desc, o_ptr, lse_ptr, qk_scale, N_CTX,
                  HALF_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr, STAGES: gl.constexpr,
-                 PIPE: gl.constexpr):
+                 PIPE: gl.constexpr, PRODUCER_DEFAULT: gl.constexpr, PING: gl.constexpr):
     pid_m = gl.program_id(0)
     bh = gl.program_id(1)
     row0 = bh * N_CTX + pid_m * (2 * HALF_M)
@@ -145,23 +153,36 @@ def _attn_fwd_ws(q_desc, k_desc, v_desc, o_ptr, lse_ptr, qk_scale, N_CTX,
     k_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_N, HEAD_D], k_desc.layout)
     v_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_N, HEAD_D], v_desc.layout)
     q_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     kv_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     kv_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(2):
         mbarrier.init(q_bar.index(i), count=1)
+        mbarrier.init(turn.index(i), count=1)
     for i in gl.static_range(STAGES):
         mbarrier.init(kv_ready.index(i), count=1)
         mbarrier.init(kv_empty.index(i), count=2)  # both consumer warpgroups release a slot
     wg0: gl.constexpr = 0
     wg1: gl.constexpr = 1
-    gl.warp_specialize([
-        (_consumer, (q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, o_ptr, lse_ptr, row0, n_blocks, qk_scale,
-                     wg0, HALF_M, BLOCK_N, HEAD_D, STAGES, PIPE)),
-        (_consumer, (q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, o_ptr, lse_ptr, row0, n_blocks, qk_scale,
-                     wg1, HALF_M, BLOCK_N, HEAD_D, STAGES, PIPE)),
-        (_producer, (q_desc, k_desc, v_desc, q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, row0, kv_row0,
-                     n_blocks, HALF_M, BLOCK_N, STAGES)),
-    ], [4, 1], [232, 40])
+    # (the partitions' argument tuples are written out in each call: a tuple bound to a name loses its constexprs)
+    if PRODUCER_DEFAULT:
+        gl.warp_specialize([
+            (_producer, (q_desc, k_desc, v_desc, q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, row0, kv_row0,
+                         n_blocks, HALF_M, BLOCK_N, STAGES)),
+            (_consumer, (q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, turn, o_ptr, lse_ptr, row0, n_blocks,
+                         qk_scale, wg0, HALF_M, BLOCK_N, HEAD_D, STAGES, PIPE, PING)),
+            (_consumer, (q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, turn, o_ptr, lse_ptr, row0, n_blocks,
+                         qk_scale, wg1, HALF_M, BLOCK_N, HEAD_D, STAGES, PIPE, PING)),
+        ], [4, 4], [240, 240])
+    else:
+        gl.warp_specialize([
+            (_consumer, (q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, turn, o_ptr, lse_ptr, row0, n_blocks,
+                         qk_scale, wg0, HALF_M, BLOCK_N, HEAD_D, STAGES, PIPE, PING)),
+            (_consumer, (q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, turn, o_ptr, lse_ptr, row0, n_blocks,
+                         qk_scale, wg1, HALF_M, BLOCK_N, HEAD_D, STAGES, PIPE, PING)),
+            (_producer, (q_desc, k_desc, v_desc, q_smem, k_ring, v_ring, q_bar, kv_ready, kv_empty, row0, kv_row0,
+                         n_blocks, HALF_M, BLOCK_N, STAGES)),
+        ], [4, 1], [232, 40])
 
 
 def _descs(q, k, v):
@@ -174,7 +195,7 @@ def _descs(q, k, v):
 
 
 def gluon_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: float | None = None,
-                    stages: int = 2, pipe: bool = False):
+                    variant: str = "ws"):
     """q, k, v: bf16 ``(B, H, N, 128)``, N % 128 == 0 -> (out bf16 ``(B, H, N, 128)``, lse fp32 ``(B, H, N)``)."""
     b, h, n, d = q.shape
     if q.dtype != torch.bfloat16 or d != 128 or n % (2 * HALF_M) or k.shape != q.shape or v.shape != q.shape:
@@ -183,8 +204,9 @@ def gluon_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_s
     scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(d)
     o = torch.empty_like(q)
     lse = torch.empty(b, h, n, device=q.device, dtype=torch.float32)
+    stages, pipe, producer_default, ping = VARIANTS[variant]
     _attn_fwd_ws[(n // (2 * HALF_M), b * h)](*_descs(q, k, v), o, lse, scale * LOG2E, n, HALF_M, BLOCK_N, d, stages,
-                                              pipe, num_warps=4)
+                                              pipe, producer_default, ping, num_warps=4)
     return o, lse
 
 
@@ -197,10 +219,12 @@ def aot() -> int:
     qd, kd, _ = _descs(x, x, x)
     sig = {"q_desc": mangle_type(qd), "k_desc": mangle_type(kd), "v_desc": mangle_type(kd), "o_ptr": "*bf16",
            "lse_ptr": "*fp32", "qk_scale": "fp32", "N_CTX": "i32", "HALF_M": "constexpr", "BLOCK_N": "constexpr",
-           "HEAD_D": "constexpr", "STAGES": "constexpr", "PIPE": "constexpr"}
-    for name, (stages, pipe) in VARIANTS.items():
+           "HEAD_D": "constexpr", "STAGES": "constexpr", "PIPE": "constexpr", "PRODUCER_DEFAULT": "constexpr",
+           "PING": "constexpr"}
+    for name, (stages, pipe, producer_default, ping) in VARIANTS.items():
         src = gluon._runtime.GluonASTSource(_attn_fwd_ws, signature=sig, constexprs={
-            "HALF_M": HALF_M, "BLOCK_N": BLOCK_N, "HEAD_D": 128, "STAGES": stages, "PIPE": pipe})
+            "HALF_M": HALF_M, "BLOCK_N": BLOCK_N, "HEAD_D": 128, "STAGES": stages, "PIPE": pipe,
+            "PRODUCER_DEFAULT": producer_default, "PING": ping})
         kern = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
         ptx = kern.asm["ptx"]
         print(f"{name} (triton {triton.__version__}): cubin {len(kern.asm['cubin'])} bytes; wgmma "
@@ -216,14 +240,16 @@ def check_and_time(out_path: str | None) -> int:
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "commit": os.environ.get("SEQLAB_GIT_COMMIT"),
-              "variants": {k: {"stages": v[0], "pipe": v[1]} for k, v in VARIANTS.items()}, "check": [], "bench": []}
+              "variants": {k: dict(zip(("stages", "pipe", "producer_default", "ping"), v))
+                           for k, v in VARIANTS.items()},
+              "check": [], "bench": []}
     for (b, h, n) in [(1, 2, 128), (2, 3, 384), (1, 4, 1024)]:
         q, k, v = (torch.randn(b, h, n, 128, device=dev, dtype=torch.bfloat16) for _ in range(3))
         s = q.double() @ k.double().transpose(-1, -2) / math.sqrt(128)
         ref_lse = torch.logsumexp(s, -1)
         ref = torch.softmax(s, -1) @ v.double()
-        for name, (stages, pipe) in VARIANTS.items():
-            o, lse = gluon_attention(q, k, v, stages=stages, pipe=pipe)
+        for name in VARIANTS:
+            o, lse = gluon_attention(q, k, v, variant=name)
             torch.cuda.synchronize()
             err = ((o.double() - ref).norm() / ref.norm()).item()
             lse_err = (lse.double() - ref_lse).abs().max().item()
@@ -245,8 +271,8 @@ def check_and_time(out_path: str | None) -> int:
         qb, kb, vb = (t.transpose(1, 2).contiguous() for t in (q, k, v))  # seqlab: (B, N, H, D)
         flops = 4 * b * h * n * n * 128
         row = {"seqlen": n, "batch": b, "heads": h}
-        impls = {f"gluon_{name}": (lambda q=q, k=k, v=v, st=st, pp=pp: gluon_attention(q, k, v, stages=st, pipe=pp))
-                 for name, (st, pp) in VARIANTS.items()}
+        impls = {f"gluon_{name}": (lambda q=q, k=k, v=v, name=name: gluon_attention(q, k, v, variant=name))
+                 for name in VARIANTS}
         impls["seqlab"] = lambda qb=qb, kb=kb, vb=vb: sa.flash_attn_func(qb, kb, vb)
         for name, backend in (("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)):
             def run(backend=backend, q=q, k=k, v=v):
