@@ -14,7 +14,7 @@ import os
 import torch
 
 from ..utils.intmath import cdiv, next_power_of_2
-from . import _triton_bwd_tma, _triton_fwd_tma
+from . import _gluon_fwd, _triton_bwd_tma, _triton_fwd_tma
 from . import _triton_kernels as kern
 from ._configs import get_config
 from ._fast_launch import launch
@@ -77,7 +77,10 @@ def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_
     """Returns out (q's shape and dtype), lse (fp32), probs ((B, H, max_q, max_k) fp32 or empty)."""
     # (the TMA forward folds the scale into its running max, which needs scale > 0)
     if scale > 0.0 and _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, interpreting()):
-        out, lse = _triton_fwd_tma.tma_fwd(q, k, v, scale, wr == 0, interpreting())
+        if _gluon_fwd.usable(q, k, v, interpreting()):  # warp-specialised Hopper kernel (Gluon), same outputs
+            out, lse = _gluon_fwd.gluon_fwd(q, k, v, scale, wr == 0)
+        else:
+            out, lse = _triton_fwd_tma.tma_fwd(q, k, v, scale, wr == 0, interpreting())
         return out, lse, lse.new_empty(0)
     if q.shape[-1] > 128:  # wide heads: kernels of _triton_wide (not on the debug path returning probs)
         from . import _triton_wide

@@ -1,0 +1,44 @@
+"""The Gluon forward (Hopper only) cannot run here: Gluon has no interpreter. What CI can check is that the kernel
+compiles for sm_90 with this machine's Triton (``triton.compile`` with an explicit target; Triton bundles ptxas)
+and that the dispatcher never picks it off a Hopper GPU. The numerics are checked on the H100 by
+``benchmarks/attention_check.py`` (see benchmarks/NOTES.md)."""
+import pytest
+import torch
+
+from seqlab.attention import _gluon_fwd as G
+
+
+def _compile(dtype, d, causal):
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.runtime.jit import mangle_type
+
+    x = torch.empty(2, 256, 4, d, dtype=dtype)
+    qd, kd, vd = G.descriptors(x, x, x)
+    tdt = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    sig = {"q_desc": mangle_type(qd), "k_desc": mangle_type(kd), "v_desc": mangle_type(vd), "o_ptr": f"*{tdt}",
+           "lse_ptr": "*fp32", "stride_ob": "i32", "stride_on": "i32", "stride_lb": "i32", "stride_lh": "i32",
+           "group": "i32", "seqlen_q": "i32", "seqlen_k": "i32", "qk_scale": "fp32", "HALF_M": "constexpr",
+           "BLOCK_N": "constexpr", "HEAD_D": "constexpr", "STAGES": "constexpr", "CAUSAL": "constexpr"}
+    src = G.gluon._runtime.GluonASTSource(G._attn_fwd_gluon, signature=sig, constexprs={
+        "HALF_M": G.HALF_M, "BLOCK_N": G.BLOCK_N, "HEAD_D": d, "STAGES": G.STAGES, "CAUSAL": causal})
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+
+
+@pytest.mark.skipif(not G._API_OK, reason="this Triton's Gluon lacks the Hopper API the kernel uses")
+@pytest.mark.parametrize("dtype,d,causal", [(torch.bfloat16, 128, False), (torch.float16, 64, True)])
+def test_gluon_forward_compiles_for_sm90(dtype, d, causal):
+    kern = _compile(dtype, d, causal)
+    ptx = kern.asm["ptx"]
+    # two consumer warpgroups x (QK^T, PV) in the prologue / loop / tail, register reallocation, TMA loads
+    assert ptx.count("wgmma.mma_async") >= 8
+    assert "setmaxnreg" in ptx and "cp.async.bulk.tensor" in ptx
+    assert kern.metadata.shared <= 232448  # fits the H100's shared memory per block (227 KB)
+
+
+def test_gluon_forward_is_never_chosen_off_hopper(monkeypatch):
+    q = torch.randn(1, 256, 2, 128, dtype=torch.bfloat16)
+    assert not G.usable(q, q, q, interpreting=False)  # CPU tensors
+    assert not G.usable(q, q, q, interpreting=True)
+    monkeypatch.setenv("SEQLAB_ATTN_GLUON", "0")
+    assert G.mode() == "0" and not G.usable(q, q, q, interpreting=False)
