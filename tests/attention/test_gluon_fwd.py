@@ -37,8 +37,15 @@ def test_gluon_forward_compiles_for_sm90(dtype, d, causal):
 
 
 def test_gluon_forward_is_never_chosen_off_hopper(monkeypatch):
-    q = torch.randn(1, 256, 2, 128, dtype=torch.bfloat16)
-    assert not G.usable(q, q, q, interpreting=False)  # CPU tensors
-    assert not G.usable(q, q, q, interpreting=True)
+    q = torch.randn(1, 4096, 2, 128, dtype=torch.bfloat16)
+    for causal in (False, True):
+        assert not G.usable(q, q, q, causal, interpreting=False)  # CPU tensors
+        assert not G.usable(q, q, q, causal, interpreting=True)
     monkeypatch.setenv("SEQLAB_ATTN_GLUON", "0")
-    assert G.mode() == "0" and not G.usable(q, q, q, interpreting=False)
+    assert G.mode() == "0" and not G.usable(q, q, q, False, interpreting=False)
+
+
+def test_gluon_forward_dispatch_rule():
+    assert G.preferred(128, False, 1024) and G.preferred(128, True, 4096) and G.preferred(128, False, 16384)
+    assert not G.preferred(128, False, 512) and not G.preferred(128, True, 2048)
+    assert not any(G.preferred(64, c, n) for c in (False, True) for n in (512, 4096, 16384))

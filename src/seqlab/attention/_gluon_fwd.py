@@ -47,7 +47,8 @@ LOG2E = 1.4426950408889634
 
 
 def mode() -> str:
-    """``SEQLAB_ATTN_GLUON``: ``auto`` (default: on where it applies) or ``0`` (off)."""
+    """``SEQLAB_ATTN_GLUON``: ``auto`` (default: where :func:`preferred`), ``all`` (every case it covers: head dim
+    64 too, any length), or ``0`` (off)."""
     return os.environ.get("SEQLAB_ATTN_GLUON", "auto")
 
 
@@ -56,9 +57,21 @@ def _hopper(device_index: int) -> bool:
     return torch.cuda.get_device_capability(device_index)[0] == 9
 
 
-def usable(q, k, v, interpreting: bool) -> bool:
-    """Whether this forward covers a call the TMA forward already accepted (Gluon has no interpreter)."""
+def preferred(d: int, causal: bool, seqlen: int) -> bool:
+    """Where this kernel beat the Triton TMA forward in the first benchmark run with it on for every case
+    (results/attention_bench_gluon_all.json, H100): head dim 128 from 1k keys (non-causal: +12-18% at 1k-16k;
+    at 512 0.75x) and causal from 4k (+2-4%; 2k a tie, 512 0.86x). At head dim 64 it lost at every length (0.49-0.97x):
+    64-row warpgroup tiles against the tuned 128-row Triton tiles. A rule read off one run."""
+    if d != 128:
+        return False
+    return seqlen >= (4096 if causal else 1024)
+
+
+def usable(q, k, v, causal: bool, interpreting: bool) -> bool:
+    """Whether this forward takes a call the TMA forward already accepted (Gluon has no interpreter)."""
     if not _API_OK or mode() == "0" or interpreting or q.device.type != "cuda":
+        return False
+    if mode() != "all" and not preferred(q.shape[-1], causal, max(q.shape[1], k.shape[1])):
         return False
     if q.shape[-1] not in HEAD_DIMS or not _hopper(q.get_device()):
         return False

@@ -77,7 +77,7 @@ def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_
     """Returns out (q's shape and dtype), lse (fp32), probs ((B, H, max_q, max_k) fp32 or empty)."""
     # (the TMA forward folds the scale into its running max, which needs scale > 0)
     if scale > 0.0 and _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, interpreting()):
-        if _gluon_fwd.usable(q, k, v, interpreting()):  # warp-specialised Hopper kernel (Gluon), same outputs
+        if _gluon_fwd.usable(q, k, v, wr == 0, interpreting()):  # warp-specialised Hopper kernel (Gluon), same outputs
             out, lse = _gluon_fwd.gluon_fwd(q, k, v, scale, wr == 0)
         else:
             out, lse = _triton_fwd_tma.tma_fwd(q, k, v, scale, wr == 0, interpreting())
