@@ -66,7 +66,7 @@ def _dkdv_consumer(k_smem, v_smem, q_ring, do_ring, kv_bar, ready, empty, lse_pt
         dpt = warpgroup_mma(v, do.permute((1, 0)), gl.zeros([HALF_N, BLOCK_M], gl.float32, s_layout),
                             use_acc=False, is_async=True)
         offs_m = i * BLOCK_M + gl.arange(0, BLOCK_M, col_s)
-        lse = gl.load(lse_ptr + stats_base + offs_m)
+        lse = gl.load(lse_ptr + stats_base + offs_m) * 1.4426950408889634  # the forward stores natural-log LSE
         delta = gl.load(delta_ptr + stats_base + offs_m)
         st = warpgroup_mma_wait(1, deps=[st])
         pt = gl.exp2(st * qk_scale - lse[None, :])
