@@ -31,7 +31,13 @@ import torch
 import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
+from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared,
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 HALF_N, BLOCK_M, STAGES = 64, 64, 3
@@ -40,10 +46,10 @@ _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_glo
 
 
 @gluon.jit
-def _dkdv_consumer(k_smem, v_smem, q_ring, do_ring, kv_bar, ready, empty, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
-                   stats_base, row_k, col, stride_row, n_blocks, qk_scale, sm_scale,
+def _dkdv_consumer(k_smem, v_smem, q_ring, do_ring, kv_bar, ready, empty, ds_smem, lse_ptr, delta_ptr, dk_ptr,
+                   dv_ptr, dq_ptr, stats_base, row_k, row_q, col, stride_row, n_blocks, qk_scale, sm_scale,
                    WG: gl.constexpr, HALF_N: gl.constexpr, BLOCK_M: gl.constexpr, HEAD_D: gl.constexpr,
-                   STAGES: gl.constexpr):
+                   STAGES: gl.constexpr, FUSED_DQ: gl.constexpr):
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_M, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -73,9 +79,24 @@ def _dkdv_consumer(k_smem, v_smem, q_ring, do_ring, kv_bar, ready, empty, lse_pt
         dv = warpgroup_mma(gl.convert_layout(pt.to(dtype), a_layout), do, dv, is_async=True)
         dpt = warpgroup_mma_wait(1, deps=[dpt])
         dst = pt * (dpt - delta[None, :])
-        dk = warpgroup_mma(gl.convert_layout(dst.to(dtype), a_layout), q, dk, is_async=True)
-        dk, dv = warpgroup_mma_wait(0, deps=[dk, dv])
-        mbarrier.arrive(empty.index(s), count=1)
+        dsb = dst.to(dtype)
+        dk = warpgroup_mma(gl.convert_layout(dsb, a_layout), q, dk, is_async=True)
+        if FUSED_DQ:
+            # dQ_i += dS_i K_j (queries x keys @ keys x D): dS^T goes through shared memory to be read transposed
+            ds = ds_smem.index(WG)
+            ds.store(dsb)
+            fence_async_shared()
+            dq = warpgroup_mma(ds.permute((1, 0)), k, gl.zeros([BLOCK_M, HEAD_D], gl.float32, o_layout),
+                               use_acc=False, is_async=True)
+            dk, dv, dq = warpgroup_mma_wait(0, deps=[dk, dv, dq])
+            mbarrier.arrive(empty.index(s), count=1)
+            qrows = row_q + i * BLOCK_M + gl.arange(0, BLOCK_M, gl.SliceLayout(1, o_layout))
+            qcols = col + gl.arange(0, HEAD_D, gl.SliceLayout(0, o_layout))
+            gl.atomic_add(dq_ptr + qrows.to(gl.int64)[:, None] * stride_row + qcols[None, :], dq * sm_scale,
+                          sem="relaxed")
+        else:
+            dk, dv = warpgroup_mma_wait(0, deps=[dk, dv])
+            mbarrier.arrive(empty.index(s), count=1)
     rows = row_k + WG * HALF_N + gl.arange(0, HALF_N, gl.SliceLayout(1, o_layout))
     cols = col + gl.arange(0, HEAD_D, gl.SliceLayout(0, o_layout))
     offs = rows.to(gl.int64)[:, None] * stride_row + cols[None, :]
@@ -100,9 +121,10 @@ def _dkdv_producer(k_desc, v_desc, q_desc, do_desc, k_smem, v_smem, q_ring, do_r
 
 
 @gluon.jit
-def _attn_bwd_dkdv_gluon(q_desc, k_desc, v_desc, do_desc, lse_ptr, delta_ptr, dk_ptr, dv_ptr, stride_lb,
+def _attn_bwd_dkdv_gluon(q_desc, k_desc, v_desc, do_desc, lse_ptr, delta_ptr, dk_ptr, dv_ptr, dq_ptr, stride_lb,
                          stride_lh, nheads, seqlen, stride_row, qk_scale, sm_scale, HALF_N: gl.constexpr,
-                         BLOCK_M: gl.constexpr, HEAD_D: gl.constexpr, STAGES: gl.constexpr):
+                         BLOCK_M: gl.constexpr, HEAD_D: gl.constexpr, STAGES: gl.constexpr,
+                         FUSED_DQ: gl.constexpr):
     pid_n = gl.program_id(0)
     b = gl.program_id(1)
     h = gl.program_id(2)
@@ -119,6 +141,8 @@ def _attn_bwd_dkdv_gluon(q_desc, k_desc, v_desc, do_desc, lse_ptr, delta_ptr, dk
     kv_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    ds_smem = gl.allocate_shared_memory(dtype, [2, HALF_N, BLOCK_M],
+                                        gl.NVMMASharedLayout.get_default_for([HALF_N, BLOCK_M], dtype))
     for i in gl.static_range(2):
         mbarrier.init(kv_bar.index(i), count=1)
     for i in gl.static_range(STAGES):
@@ -129,12 +153,12 @@ def _attn_bwd_dkdv_gluon(q_desc, k_desc, v_desc, do_desc, lse_ptr, delta_ptr, dk
     gl.warp_specialize([
         (_dkdv_producer, (k_desc, v_desc, q_desc, do_desc, k_smem, v_smem, q_ring, do_ring, kv_bar, ready, empty,
                           row_k, row_q, col, n_blocks, HALF_N, BLOCK_M, STAGES)),
-        (_dkdv_consumer, (k_smem, v_smem, q_ring, do_ring, kv_bar, ready, empty, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
-                          stats_base, row_k, col, stride_row, n_blocks, qk_scale, sm_scale, wg0, HALF_N, BLOCK_M,
-                          HEAD_D, STAGES)),
-        (_dkdv_consumer, (k_smem, v_smem, q_ring, do_ring, kv_bar, ready, empty, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
-                          stats_base, row_k, col, stride_row, n_blocks, qk_scale, sm_scale, wg1, HALF_N, BLOCK_M,
-                          HEAD_D, STAGES)),
+        (_dkdv_consumer, (k_smem, v_smem, q_ring, do_ring, kv_bar, ready, empty, ds_smem, lse_ptr, delta_ptr,
+                          dk_ptr, dv_ptr, dq_ptr, stats_base, row_k, row_q, col, stride_row, n_blocks, qk_scale,
+                          sm_scale, wg0, HALF_N, BLOCK_M, HEAD_D, STAGES, FUSED_DQ)),
+        (_dkdv_consumer, (k_smem, v_smem, q_ring, do_ring, kv_bar, ready, empty, ds_smem, lse_ptr, delta_ptr,
+                          dk_ptr, dv_ptr, dq_ptr, stats_base, row_k, row_q, col, stride_row, n_blocks, qk_scale,
+                          sm_scale, wg1, HALF_N, BLOCK_M, HEAD_D, STAGES, FUSED_DQ)),
     ], [4, 4], [240, 240])
 
 
@@ -145,15 +169,25 @@ def _descs(q, k, v, do):
             for t in (q, k, v, do)]
 
 
-def gluon_dkdv(q, k, v, do, lse, delta, scale):
-    """q/k/v/do bf16 (B, N, H, 128) contiguous, N % 128 == 0; lse, delta fp32 (B, H, N) -> dk, dv."""
+def gluon_dkdv(q, k, v, do, lse, delta, scale, dq_acc=None):
+    """q/k/v/do bf16 (B, N, H, 128) contiguous, N % 128 == 0; lse, delta fp32 (B, H, N) -> dk, dv. With ``dq_acc``
+    (fp32 (B, N, H, 128), zeroed) the kernel also accumulates dQ into it (5 GEMMs instead of 4 + the dQ kernel's 3)."""
     b, n, h, d = q.shape
     dk, dv = torch.empty_like(k), torch.empty_like(v)
     qd, kd, vd, dod = _descs(q, k, v, do)
-    _attn_bwd_dkdv_gluon[(n // (2 * HALF_N), b, h)](qd, kd, vd, dod, lse, delta, dk, dv, lse.stride(0),
-                                                    lse.stride(1), h, n, h * d, scale * LOG2E, scale, HALF_N,
-                                                    BLOCK_M, d, STAGES, num_warps=4)
+    fused = dq_acc is not None
+    _attn_bwd_dkdv_gluon[(n // (2 * HALF_N), b, h)](qd, kd, vd, dod, lse, delta, dk, dv, dq_acc if fused else dk,
+                                                    lse.stride(0), lse.stride(1), h, n, h * d, scale * LOG2E, scale,
+                                                    HALF_N, BLOCK_M, d, STAGES, fused, num_warps=4)
     return dk, dv
+
+
+def gluon_bwd_fused(q, k, v, out, do, lse, scale):
+    """The 5-GEMM backward: delta and the dQ conversion in torch, dK/dV/dQ in the Gluon kernel."""
+    delta = (do.float() * out.float()).sum(-1).transpose(1, 2).contiguous()
+    dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    dk, dv = gluon_dkdv(q, k, v, do, lse, delta, scale, dq_acc)
+    return dq_acc.to(q.dtype), dk, dv
 
 
 def aot() -> int:
@@ -164,11 +198,11 @@ def aot() -> int:
     dsc = _descs(x, x, x, x)
     sig = {"q_desc": mangle_type(dsc[0]), "k_desc": mangle_type(dsc[1]), "v_desc": mangle_type(dsc[2]),
            "do_desc": mangle_type(dsc[3]), "lse_ptr": "*fp32", "delta_ptr": "*fp32", "dk_ptr": "*bf16",
-           "dv_ptr": "*bf16", "stride_lb": "i32", "stride_lh": "i32", "nheads": "i32", "seqlen": "i32",
-           "stride_row": "i32", "qk_scale": "fp32", "sm_scale": "fp32", "HALF_N": "constexpr",
-           "BLOCK_M": "constexpr", "HEAD_D": "constexpr", "STAGES": "constexpr"}
+           "dv_ptr": "*bf16", "dq_ptr": "*fp32", "stride_lb": "i32", "stride_lh": "i32", "nheads": "i32",
+           "seqlen": "i32", "stride_row": "i32", "qk_scale": "fp32", "sm_scale": "fp32", "HALF_N": "constexpr",
+           "BLOCK_M": "constexpr", "HEAD_D": "constexpr", "STAGES": "constexpr", "FUSED_DQ": "constexpr"}
     src = gluon._runtime.GluonASTSource(_attn_bwd_dkdv_gluon, signature=sig, constexprs={
-        "HALF_N": HALF_N, "BLOCK_M": BLOCK_M, "HEAD_D": 128, "STAGES": STAGES})
+        "HALF_N": HALF_N, "BLOCK_M": BLOCK_M, "HEAD_D": 128, "STAGES": STAGES, "FUSED_DQ": True})
     kern = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
     ptx = kern.asm["ptx"]
     print(f"triton {triton.__version__}: cubin {len(kern.asm['cubin'])} B, wgmma {ptx.count('wgmma.mma_async')}, "
@@ -212,13 +246,15 @@ def check_and_time(out_path: str | None) -> int:
         out, lse = tl_launch._gluon_fwd.gluon_fwd(q, k, v, scale, False)
         _, delta = _dq_and_delta(q, k, v, out, do, lse, scale)
         dk, dv = gluon_dkdv(q, k, v, do, lse, delta, scale)
+        dq5, dk5, dv5 = gluon_bwd_fused(q, k, v, out, do, lse, scale)
         torch.cuda.synchronize()
         qd, kd, vd = (t.double().transpose(1, 2).requires_grad_() for t in (q, k, v))
         o = torch.softmax(qd @ kd.transpose(-1, -2) * scale, -1) @ vd
         o.backward(do.double().transpose(1, 2))
         row = {"shape": [b, n, h, 128]}
         ok = True
-        for name, got, ref in (("dk", dk, kd.grad), ("dv", dv, vd.grad)):
+        for name, got, ref in (("dk", dk, kd.grad), ("dv", dv, vd.grad), ("dq_fused", dq5, qd.grad),
+                               ("dk_fused", dk5, kd.grad), ("dv_fused", dv5, vd.grad)):
             err = ((got.double().transpose(1, 2) - ref).norm() / ref.norm()).item()
             row[name] = err
             ok &= math.isfinite(err) and err < 2e-2
@@ -246,7 +282,11 @@ def check_and_time(out_path: str | None) -> int:
             q, k, v, out, do, lse = t
             return tb.tma_bwd(do, q, k, v, out, lse, scale, False)
 
-        impls = {"triton_dq+gluon_dkdv": ours, "seqlab_bwd": seqlab_bwd}
+        def fused(t=t):
+            q, k, v, out, do, lse = t
+            return gluon_bwd_fused(q, k, v, out, do, lse, scale)
+
+        impls = {"triton_dq+gluon_dkdv": ours, "gluon_fused_dq": fused, "seqlab_bwd": seqlab_bwd}
         leaves = tuple(x.transpose(1, 2).detach().requires_grad_() for x in (q, k, v))
         grad_out = do.transpose(1, 2)
         for name, be in (("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)):
