@@ -64,3 +64,11 @@ def test_gluon_forward_dispatch_rule():
     assert G.preferred(128, False, 1024) and G.preferred(128, True, 4096) and G.preferred(128, False, 16384)
     assert not G.preferred(128, False, 512) and not G.preferred(128, True, 2048)
     assert not any(G.preferred(64, c, n) for c in (False, True) for n in (512, 4096, 16384))
+
+
+def test_a_failed_launch_disables_the_kernel_with_one_warning(monkeypatch):
+    monkeypatch.setattr(G, "_BROKEN", [])
+    with pytest.warns(RuntimeWarning, match="Gluon attention forward failed"):
+        G.disable(RuntimeError("async_copy_global_to_shared has been removed"))
+    q = torch.randn(1, 4096, 2, 128, dtype=torch.bfloat16)
+    assert G._BROKEN and not G.usable(q, q, q, False, interpreting=False)

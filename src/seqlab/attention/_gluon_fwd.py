@@ -67,9 +67,21 @@ def preferred(d: int, causal: bool, seqlen: int) -> bool:
     return seqlen >= (4096 if causal else 1024)
 
 
+_BROKEN: list[str] = []  # set when a launch failed (e.g. a Triton whose Gluon API moved): fall back for good
+
+
+def disable(err: BaseException) -> None:
+    """Stop using this kernel in this process after ``err``, with one warning; callers fall back to Triton."""
+    import warnings
+
+    _BROKEN.append(repr(err)[:300])
+    warnings.warn(f"seqlab: the Gluon attention forward failed ({_BROKEN[-1]}); using the Triton kernels from now "
+                  "on (SEQLAB_ATTN_GLUON=0 silences this)", RuntimeWarning, stacklevel=3)
+
+
 def usable(q, k, v, causal: bool, interpreting: bool) -> bool:
     """Whether this forward takes a call the TMA forward already accepted (Gluon has no interpreter)."""
-    if not _API_OK or mode() == "0" or interpreting or q.device.type != "cuda":
+    if not _API_OK or _BROKEN or mode() == "0" or interpreting or q.device.type != "cuda":
         return False
     if mode() != "all" and not preferred(q.shape[-1], causal, max(q.shape[1], k.shape[1])):
         return False

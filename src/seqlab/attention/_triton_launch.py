@@ -77,9 +77,13 @@ def triton_fwd(q, k, v, cu_q, cu_k, max_q, max_k, scale, wl, wr, alibi, dropout_
     """Returns out (q's shape and dtype), lse (fp32), probs ((B, H, max_q, max_k) fp32 or empty)."""
     # (the TMA forward folds the scale into its running max, which needs scale > 0)
     if scale > 0.0 and _triton_fwd_tma.usable(q, k, v, cu_q, wl, wr, alibi, dropout_p, return_probs, interpreting()):
+        out = None
         if _gluon_fwd.usable(q, k, v, wr == 0, interpreting()):  # warp-specialised Hopper kernel (Gluon), same outputs
-            out, lse = _gluon_fwd.gluon_fwd(q, k, v, scale, wr == 0)
-        else:
+            try:
+                out, lse = _gluon_fwd.gluon_fwd(q, k, v, scale, wr == 0)
+            except Exception as err:  # compile/launch failure (Gluon is experimental): warn once, fall back
+                _gluon_fwd.disable(err)
+        if out is None:
             out, lse = _triton_fwd_tma.tma_fwd(q, k, v, scale, wr == 0, interpreting())
         return out, lse, lse.new_empty(0)
     if q.shape[-1] > 128:  # wide heads: kernels of _triton_wide (not on the debug path returning probs)
