@@ -257,14 +257,13 @@ def descriptors(q, k, v):
 def gluon_fwd(q, k, v, scale: float, causal: bool):
     """q (B, Nq, H, D), k/v (B, Nk, Hk, D) contiguous fp16/bf16 on a Hopper GPU -> out (q's shape and dtype),
     lse (B, H, Nq) fp32 (natural log), as ``_triton_fwd_tma.tma_fwd``."""
+    from ._triton_fwd_tma import outputs
+
     batch, seqlen_q, nheads, d = q.shape
     seqlen_k, nheads_k = k.shape[1], k.shape[2]
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty(batch, nheads, seqlen_q, dtype=torch.float32, device=q.device)
-    if out.numel() == 0:
-        return out, lse.fill_(float("-inf"))
-    if not scale > 0.0:
-        raise ValueError(f"the Gluon forward needs a positive softmax scale, got {scale}")
+    out, lse, done = outputs(q, scale, "Gluon")
+    if done:
+        return out, lse
     grid = ((seqlen_q + 2 * HALF_M - 1) // (2 * HALF_M), batch, nheads)
     _attn_fwd_gluon[grid](*descriptors(q, k, v), out, lse, out.stride(0), out.stride(1), lse.stride(0),
                           lse.stride(1), nheads // nheads_k, seqlen_q, seqlen_k, scale * LOG2E, HALF_M, BLOCK_N, d,

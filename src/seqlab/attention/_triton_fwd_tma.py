@@ -206,16 +206,25 @@ def _attn_fwd_tma(
     tl.store(LSE + b.to(tl.int64) * stride_lb + h * stride_lh + offs_m, lse, mask=offs_m < seqlen_q)
 
 
+def outputs(q, scale: float, kernel: str):
+    """Empty out (q's shape and dtype) and lse (B, H, Nq) fp32 for a forward that folds ``scale`` into its running
+    max (so it must be positive); ``done`` is True when there is nothing to compute (lse already -inf)."""
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], dtype=torch.float32, device=q.device)
+    if out.numel() == 0:
+        return out, lse.fill_(float("-inf")), True
+    if not scale > 0.0:
+        raise ValueError(f"the {kernel} forward needs a positive softmax scale, got {scale}")
+    return out, lse, False
+
+
 def tma_fwd(q, k, v, scale: float, causal: bool, interpreting: bool = False, config=None):
     """q (B, Nq, H, D), k/v (B, Nk, Hk, D) fp16/bf16 -> out (q's shape and dtype), lse (B, H, Nq) fp32."""
     batch, seqlen_q, nheads, d = q.shape
     seqlen_k, nheads_k = k.shape[1], k.shape[2]
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty(batch, nheads, seqlen_q, dtype=torch.float32, device=q.device)
-    if out.numel() == 0:
-        return out, lse.fill_(float("-inf"))
-    if not scale > 0.0:
-        raise ValueError(f"the TMA forward needs a positive softmax scale, got {scale}")
+    out, lse, done = outputs(q, scale, "TMA")
+    if done:
+        return out, lse
     bm, bn, warps, stages = config or ((32, 32, 4, 1) if interpreting
                                        else config_for(d, causal, max(seqlen_q, seqlen_k)))
     grid = (cdiv(seqlen_q, bm), batch, nheads)
