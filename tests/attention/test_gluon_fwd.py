@@ -14,15 +14,16 @@ from triton.runtime.jit import mangle_type
 from seqlab.attention import _gluon_fwd as G
 
 dtype, d, causal = getattr(torch, sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+half_m, block_n, stages = G.TILES[d]
 x = torch.empty(2, 256, 4, d, dtype=dtype)
-qd, kd, vd = G.descriptors(x, x, x)
+qd, kd, vd = G.descriptors(x, x, x, half_m, block_n)
 tdt = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 sig = {"q_desc": mangle_type(qd), "k_desc": mangle_type(kd), "v_desc": mangle_type(vd), "o_ptr": "*" + tdt,
        "lse_ptr": "*fp32", "stride_ob": "i32", "stride_on": "i32", "stride_lb": "i32", "stride_lh": "i32",
        "group": "i32", "seqlen_q": "i32", "seqlen_k": "i32", "qk_scale": "fp32", "HALF_M": "constexpr",
        "BLOCK_N": "constexpr", "HEAD_D": "constexpr", "STAGES": "constexpr", "CAUSAL": "constexpr"}
 src = G.gluon._runtime.GluonASTSource(G._attn_fwd_gluon, signature=sig, constexprs={
-    "HALF_M": G.HALF_M, "BLOCK_N": G.BLOCK_N, "HEAD_D": d, "STAGES": G.STAGES, "CAUSAL": causal})
+    "HALF_M": half_m, "BLOCK_N": block_n, "HEAD_D": d, "STAGES": stages, "CAUSAL": causal})
 k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
 ptx = k.asm["ptx"]
 print(ptx.count("wgmma.mma_async"), int("setmaxnreg" in ptx), int("cp.async.bulk.tensor" in ptx), k.metadata.shared)
@@ -36,6 +37,9 @@ def _compile(dtype: str, d: int, causal: bool) -> list[int]:
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    # the seqlab this test imported (not whichever checkout is installed)
+    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(G.__file__))))
+    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
     r = subprocess.run([sys.executable, "-c", _COMPILE, dtype, str(d), str(int(causal))], capture_output=True,
                        text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -41,7 +41,11 @@ try:
 except Exception:  # no Gluon, or a different Gluon API
     _API_OK = False
 
-HALF_M, BLOCK_N, STAGES = 64, 128, 3
+# head dim -> (rows per consumer warpgroup, keys per block, ring slots); the d128 tiles are FA3's and the
+# probe's (results/attention_gluon_probe.json). For d64, 128-row warpgroup tiles with 64-key blocks keep the
+# registers within 240 (S 64 + O 64 + P 32 per thread); see benchmarks/NOTES.md v7.
+TILES = {128: (64, 128, 3), 64: (128, 64, 4)}
+HALF_M, BLOCK_N, STAGES = TILES[128]
 HEAD_DIMS = (64, 128)
 LOG2E = 1.4426950408889634
 
@@ -241,20 +245,20 @@ def _gl_dtype(dtype: torch.dtype):
     return gl.bfloat16 if dtype == torch.bfloat16 else gl.float16
 
 
-def descriptors(q, k, v):
-    """2-D TMA descriptors over (B·N, H·D) with (64, D) blocks for Q and (128, D) blocks for K/V."""
+def descriptors(q, k, v, half_m: int = HALF_M, block_n: int = BLOCK_N):
+    """2-D TMA descriptors over (B·N, H·D) with (half_m, D) blocks for Q and (block_n, D) blocks for K/V."""
     d = q.shape[-1]
     dt = _gl_dtype(q.dtype)
-    ql = gl.NVMMASharedLayout.get_default_for([HALF_M, d], dt)
-    kl = gl.NVMMASharedLayout.get_default_for([BLOCK_N, d], dt)
+    ql = gl.NVMMASharedLayout.get_default_for([half_m, d], dt)
+    kl = gl.NVMMASharedLayout.get_default_for([block_n, d], dt)
     q2 = q.view(q.shape[0] * q.shape[1], q.shape[2] * d)
     k2 = k.view(k.shape[0] * k.shape[1], k.shape[2] * d)
     v2 = v.view(v.shape[0] * v.shape[1], v.shape[2] * d)
-    return (TensorDescriptor.from_tensor(q2, [HALF_M, d], ql), TensorDescriptor.from_tensor(k2, [BLOCK_N, d], kl),
-            TensorDescriptor.from_tensor(v2, [BLOCK_N, d], kl))
+    return (TensorDescriptor.from_tensor(q2, [half_m, d], ql), TensorDescriptor.from_tensor(k2, [block_n, d], kl),
+            TensorDescriptor.from_tensor(v2, [block_n, d], kl))
 
 
-def gluon_fwd(q, k, v, scale: float, causal: bool):
+def gluon_fwd(q, k, v, scale: float, causal: bool, tiles: tuple[int, int, int] | None = None):
     """q (B, Nq, H, D), k/v (B, Nk, Hk, D) contiguous fp16/bf16 on a Hopper GPU -> out (q's shape and dtype),
     lse (B, H, Nq) fp32 (natural log), as ``_triton_fwd_tma.tma_fwd``."""
     from ._triton_fwd_tma import outputs
@@ -264,8 +268,9 @@ def gluon_fwd(q, k, v, scale: float, causal: bool):
     out, lse, done = outputs(q, scale, "Gluon")
     if done:
         return out, lse
-    grid = ((seqlen_q + 2 * HALF_M - 1) // (2 * HALF_M), batch, nheads)
-    _attn_fwd_gluon[grid](*descriptors(q, k, v), out, lse, out.stride(0), out.stride(1), lse.stride(0),
-                          lse.stride(1), nheads // nheads_k, seqlen_q, seqlen_k, scale * LOG2E, HALF_M, BLOCK_N, d,
-                          STAGES, causal, num_warps=4)
+    half_m, block_n, stages = tiles or TILES[d]
+    grid = ((seqlen_q + 2 * half_m - 1) // (2 * half_m), batch, nheads)
+    _attn_fwd_gluon[grid](*descriptors(q, k, v, half_m, block_n), out, lse, out.stride(0), out.stride(1),
+                          lse.stride(0), lse.stride(1), nheads // nheads_k, seqlen_q, seqlen_k, scale * LOG2E,
+                          half_m, block_n, d, stages, causal, num_warps=4)
     return out, lse
