@@ -42,9 +42,10 @@ except Exception:  # no Gluon, or a different Gluon API
     _API_OK = False
 
 # head dim -> (rows per consumer warpgroup, keys per block, ring slots); the d128 tiles are FA3's and the
-# probe's (results/attention_gluon_probe.json). For d64, 128-row warpgroup tiles with 64-key blocks keep the
-# registers within 240 (S 64 + O 64 + P 32 per thread); see benchmarks/NOTES.md v7.
-TILES = {128: (64, 128, 3), 64: (128, 64, 4)}
+# probe's (results/attention_gluon_probe.json). At d64 both shapes tried lose to the Triton TMA forward
+# (results/attention_gluon_d64_probe.json: 64x128x3 0.74-0.98x, 128x64x4 0.72-0.90x), so d64 is not dispatched
+# (``preferred``); the better one is kept for SEQLAB_ATTN_GLUON=all.
+TILES = {128: (64, 128, 3), 64: (64, 128, 3)}
 HALF_M, BLOCK_N, STAGES = TILES[128]
 HEAD_DIMS = (64, 128)
 LOG2E = 1.4426950408889634
