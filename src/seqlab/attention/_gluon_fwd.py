@@ -14,8 +14,10 @@ Scope: the TMA forward's common case (``_triton_fwd_tma.usable``), further limit
 - head dim 64 or 128;
 - contiguous (B, N, H, D) tensors;
 - compute capability 9.x;
-- a Triton whose Gluon has the Hopper API used here (3.6).
-``SEQLAB_ATTN_GLUON=0`` turns it off. Ragged lengths: Q/K/V are 2-D (B·N, H·D) descriptors, so a tile may read
+- a Triton whose Gluon has the Hopper API used here (3.6; 3.9 compiles it too).
+By default it is taken only where it measured faster (``preferred``: head dim 128, non-causal from 1k keys,
+causal from 4k). ``SEQLAB_ATTN_GLUON=all`` takes it everywhere in scope and ``=0`` turns it off. A failed
+launch warns once and falls back to the Triton kernel. Ragged lengths: Q/K/V are 2-D (B·N, H·D) descriptors, so a tile may read
 rows of the next sequence. Those keys are masked like causal ones, and rows past the end are not stored.
 """
 
