@@ -17,8 +17,9 @@ Scope: the TMA forward's common case (``_triton_fwd_tma.usable``), further limit
 - a Triton whose Gluon has the Hopper API used here (3.6; 3.9 compiles it too).
 By default it is taken only where it measured faster (``preferred``: head dim 128, non-causal from 1k keys,
 causal from 4k). ``SEQLAB_ATTN_GLUON=all`` takes it everywhere in scope and ``=0`` turns it off. A failed
-launch warns once and falls back to the Triton kernel. Ragged lengths: Q/K/V are 2-D (B·N, H·D) descriptors, so a tile may read
-rows of the next sequence. Those keys are masked like causal ones, and rows past the end are not stored.
+launch warns once and falls back to the Triton kernel. Ragged lengths: Q/K/V are 2-D (B·N, H·D) descriptors,
+so a tile may read rows of the next sequence. Those keys are masked like causal ones, and rows past the end are
+not stored.
 """
 
 from __future__ import annotations
